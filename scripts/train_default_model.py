@@ -49,38 +49,73 @@ EVAL_SEEDS = (0, 7)  # videomem synth default, held-out evaluation set
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Retrain the bundled default model from scratch on CPU.")
     ap.add_argument("--out", type=Path, default=Path("runs/default-model"), help="output dir (init/, data/, final/)")
-    ap.add_argument("--minutes", type=float, default=110.0, help="training time budget (data and model build extra)")
+    ap.add_argument("--minutes", type=float, default=100.0, help="training time budget (data and model build extra)")
     ap.add_argument("--sec-per-step", type=float, default=None,
                     help="expected seconds per optimizer step, to derive max_steps (default: measured estimate "
-                    "0.14 s per example at batch 16 on 2 cores)")
+                    "0.18 s per example on 2 cores, measured at 128x128 frames)")
     ap.add_argument("--max-steps", type=int, default=None, help="override the derived max_steps")
     ap.add_argument("--seed", type=int, default=0, help="weights init and data order seed")
     ap.add_argument("--data-seed", type=int, default=1, help="synthetic dataset seed for training (not 0 or 7)")
-    ap.add_argument("--videos", type=int, default=400, help="training videos per length factor (<= 999)")
-    ap.add_argument("--factors", type=float, nargs="+", default=[1.0, 2.0], help="video length factors")
-    ap.add_argument("--evidence-repeat", type=int, default=3, help="copies of each step whose clip holds evidence")
+    ap.add_argument("--factors", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0],
+                    help="video length factors (x 240 s: 4, 8, 16, 32 clips of 60 s)")
+    ap.add_argument("--videos", type=int, nargs="+", default=[400, 400, 120, 60],
+                    help="question-record videos per length factor: one count, or one per factor (<= 999); long videos "
+                    "are few (their steps are many) but teach clip numbers and times up to the longest length")
+    ap.add_argument("--evidence-repeat", type=int, default=4, help="copies of each step whose clip holds evidence")
+    ap.add_argument("--describe-videos", type=int, nargs="+", default=[600, 300, 150, 75],
+                    help="videos per length factor whose clips become perception records (one count or one per "
+                    "factor, <= 999; the first --videos of them are the question records' videos)")
+    ap.add_argument("--describe-repeat", type=int, default=3, help="copies of each perception record")
     ap.add_argument("--arch", default="qwen3_vl", choices=["qwen3_vl", "qwen2_5_vl"])
     ap.add_argument("--text-hidden", type=int, default=256)
     ap.add_argument("--text-layers", type=int, default=4)
     ap.add_argument("--text-heads", type=int, default=4)
     ap.add_argument("--vision-hidden", type=int, default=128)
-    ap.add_argument("--vision-depth", type=int, default=2)
-    ap.add_argument("--vocab", type=int, default=1000)
-    ap.add_argument("--max-pixels", type=int, default=96 * 96, help="per-frame pixel cap (eval must use the same)")
+    ap.add_argument("--vision-depth", type=int, default=3)
+    ap.add_argument("--vocab", type=int, default=1500)
+    ap.add_argument("--max-pixels", type=int, default=128 * 128, help="per-frame pixel cap (eval must use the same)")
     ap.add_argument("--frames-per-clip", type=int, default=16)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=6e-4)
     ap.add_argument("--warmup", type=int, default=60)
     ap.add_argument("--save-steps", type=int, default=100)
     a = ap.parse_args(argv)
     if a.data_seed in EVAL_SEEDS:
         ap.error(f"--data-seed {a.data_seed} is an evaluation seed; pick another")
-    if not 0 < a.videos <= 999:
-        ap.error("--videos must be 1..999 (video seeds data_seed*1000003 + factor_index*1000 + v)")
+    for name in ("videos", "describe_videos"):
+        counts = getattr(a, name)
+        counts = counts * len(a.factors) if len(counts) == 1 else counts
+        if len(counts) != len(a.factors) or not all(0 <= n <= 999 for n in counts):
+            ap.error(f"--{name.replace('_', '-')}: one count or one per factor, each 0..999 "
+                     "(video seeds data_seed*1000003 + factor_index*1000 + v)")
+        setattr(a, name, counts)
     return a
 
 
-def build_model(a, init: Path) -> Path:
+def domain_corpus(records: list[dict], n: int = 4000) -> list[str]:
+    """Text for the tokenizer: the questions, options and target memories of the first n records (question and
+    perception records alike), so the synthetic vocabulary (colours, shapes, words, memory phrases) merges into
+    single tokens."""
+    lines = []
+    for rec in records[:n]:
+        lines.append(rec["question"] + " " + " ".join(rec["options"] or []))
+        lines.extend(f"<memory>{s['memory']}</memory><answer>{s['answer']}</answer>" for s in rec["steps"])
+    return lines
+
+
+def write_reading_defaults(a, model_dir: Path) -> None:
+    """The clip plan and frame size the model is trained on, as its READING_DEFAULTS_FILE: `videomem ask/eval` with
+    this model read videos the same way unless told otherwise (export copies it into <out>/final)."""
+    from videomem.config import READING_DEFAULTS_FILE
+
+    (model_dir / READING_DEFAULTS_FILE).write_text(
+        "# How this model was trained to read videos (scripts/train_default_model.py); flags and --config override it.\n"
+        f"clips:\n  clip_seconds: 60\n  frames_per_clip: {a.frames_per_clip}\n"
+        f"  max_pixels: {a.max_pixels}\n  min_pixels: 1024\n"
+    )
+
+
+def build_model(a, init: Path, corpus: list[str]) -> Path:
     from videomem.models import build_tiny_vlm
 
     if (init / "config.json").is_file():
@@ -91,33 +126,44 @@ def build_model(a, init: Path) -> Path:
         a.arch, init, text_hidden=a.text_hidden, text_layers=a.text_layers, text_heads=a.text_heads,
         text_kv_heads=max(1, a.text_heads // 2), vision_hidden=a.vision_hidden, vision_depth=a.vision_depth,
         vision_heads=max(1, a.vision_hidden // 64), vocab_size=a.vocab, min_pixels=1024, max_pixels=a.max_pixels,
-        max_positions=32768, seed=a.seed,
+        max_positions=32768, seed=a.seed, extra_corpus=corpus,
     )
+    write_reading_defaults(a, init)
     size = sum(f.stat().st_size for f in init.iterdir())
     print(f"[model] built {a.arch} in {init} ({size / 1e6:.1f} MB) in {time.perf_counter() - t:.1f} s")
     return init
 
 
 def build_data(a, clip_cfg: ClipConfig, path: Path) -> Path:
+    """Question records for the first --videos videos per factor, then perception (describe) records for the first
+    --describe-videos, into one JSONL (written once, reused on resume)."""
     from videomem.synth.generate import dataset_specs
-    from videomem.train.chain_data import build_synthetic
+    from videomem.train.chain_data import build_synthetic, describe_records
 
     if path.is_file():
         print(f"[data] reusing {path}")
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    specs = dataset_specs(a.data_seed, tuple(a.factors), a.videos)
-    seeds = [s.seed for s in specs]
-    n = guessed = 0
+    def specs_for(counts: list[int]):  # dataset_specs' seeds (factor index i, video v), the first counts[i] per factor
+        every = dataset_specs(a.data_seed, tuple(a.factors), max(counts))
+        return [s for i, n in enumerate(counts) for s in every[i * max(counts) : i * max(counts) + n]]
+
+    specs, describe_specs = specs_for(a.videos), specs_for(a.describe_videos)
+    seeds = [s.seed for s in specs + describe_specs]
+    n = guessed = n_describe = 0
     tmp = path.with_suffix(".tmp")
     with tmp.open("w") as f:
         for rec in build_synthetic(specs, clip_cfg):
             f.write(json.dumps(rec, sort_keys=True) + "\n")
             n += 1
             guessed += not rec["final_correct"]
+        for spec in describe_specs:
+            for rec in describe_records(spec, clip_cfg):
+                f.write(json.dumps(rec, sort_keys=True) + "\n")
+                n_describe += 1
     tmp.rename(path)
-    print(f"[data] {n} records from {len(specs)} videos (video seeds {min(seeds)}..{max(seeds)}); "
-          f"{guessed} end on a guess -> {path}")
+    print(f"[data] {n} question records from {len(specs)} videos, {guessed} ending on a guess; {n_describe} perception "
+          f"records from {len(describe_specs)} videos (video seeds {min(seeds)}..{max(seeds)}) -> {path}")
     return path
 
 
@@ -130,21 +176,26 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     clip_cfg = ClipConfig(clip_seconds=60, frames_per_clip=a.frames_per_clip, max_pixels=a.max_pixels, min_pixels=1024)
-    init = build_model(a, out / "init")
-    data = build_data(a, clip_cfg, out / "data" / "chain-train.jsonl")
+    records = read_records(build_data(a, clip_cfg, out / "data" / "chain-train.jsonl"))
+    init = build_model(a, out / "init", domain_corpus(records))
 
     examples = []
-    n_evidence = 0
-    for ex in examples_from_records(read_records(data)):
+    n_evidence = n_describe = 0
+    for ex in examples_from_records(records):
+        if ex.options is None:  # a perception record
+            examples.extend([ex] * a.describe_repeat)
+            n_describe += 1
+            continue
         # the step's clip showed something relevant iff the memory changed (or this is the first clip with evidence)
         # (approximation: step 1 counts when its memory is not one of the "nothing seen yet" phrases)
         after = ex.target.split("</memory>")[0].removeprefix("<memory>")
         new_fact = after != ex.memory if ex.memory else not any(k in after for k in ("seen yet", "Nothing yet"))
         examples.extend([ex] * (a.evidence_repeat if new_fact else 1))
         n_evidence += new_fact
-    print(f"[data] {len(examples)} training steps ({n_evidence} evidence steps x{a.evidence_repeat})")
+    print(f"[data] {len(examples)} training steps ({n_evidence} evidence steps x{a.evidence_repeat}, "
+          f"{n_describe} perception steps x{a.describe_repeat})")
 
-    sec_per_step = a.sec_per_step or 0.14 * a.batch_size
+    sec_per_step = a.sec_per_step or 0.18 * a.batch_size
     max_steps = a.max_steps or max(10, int(a.minutes * 60 / sec_per_step))
     cfg = load_config(None, {
         "clips.clip_seconds": 60, "clips.frames_per_clip": a.frames_per_clip,

@@ -10,8 +10,10 @@ from videomem.backends.base import VideoPart
 from videomem.config import ClipConfig
 from videomem.parse import LETTERS, parse_step_output
 from videomem.synth.questions import FAMILIES
-from videomem.synth.scene import SynthSpec
+from videomem.synth.scene import SynthSpec, event_at, frame_index
 from videomem.train.chain_data import (
+    DESCRIBE_QUESTION,
+    describe_records,
     format_target,
     read_records,
     record_to_steps,
@@ -261,3 +263,23 @@ def test_teacher_runs_with_a_real_tiny_model_locally_and_over_loopback_http(make
     assert stats == {"written": 0, "skipped": 1, "failed": 1, "total": 1}
     for step in record_to_steps(rec):
         assert parse_step_output(step.target, step.options).memory == step.memory
+
+
+def test_describe_records_name_every_event_the_clip_shows():
+    spec = SynthSpec(seed=3, length_factor=2)
+    cfg = ClipConfig(clip_seconds=60, frames_per_clip=16)
+    recs = describe_records(spec, cfg)
+    video = synth_video(recs[0])
+    assert len(recs) == 8 and [r["clips"][0]["start"] for r in recs] == [60.0 * k for k in range(8)]
+    total = 0
+    for rec in recs:
+        (step,) = record_to_steps(rec)
+        assert (step.question, step.options, step.memory_before, step.num_clips) == (DESCRIBE_QUESTION, None, "", 1)
+        shown = {id(e): e for t in step.clip.timestamps if (e := event_at(video.events, frame_index(spec, t) / spec.fps))}
+        out = parse_step_output(step.target)
+        assert out.repairs == [] and out.answer == f"{len(shown)} thing" + "s" * (len(shown) != 1)
+        for e in shown.values():  # every event on screen at a sampled frame is named, with its code or word
+            assert (e.code if e.kind == "code" else f"{e.colour} {e.shape} with {e.word}") in step.memory
+        total += len(shown)
+    assert total >= 20  # dense: several labelled events per clip (density 0.6 of ~6 slots a minute)
+    assert describe_records(spec, cfg) == recs

@@ -42,3 +42,21 @@ def test_json_files_and_bad_files(tmp_path):
 
 def test_help_comes_from_the_config_fields():
     assert "paper" in field_help("clips.max_pixels") and "L_max" in field_help("memory.max_tokens")
+
+
+def test_a_model_directory_supplies_its_reading_defaults_under_file_and_flags(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "videomem.yaml").write_text("clips:\n  clip_seconds: 60\n  max_pixels: 16384\nmemory:\n  max_tokens: 256\n")
+    cfg = load_config(None, {"model.model": str(model)})
+    assert (cfg.clips.clip_seconds, cfg.clips.max_pixels, cfg.memory.max_tokens) == (60, 16384, 256)
+    assert cfg.clips.frames_per_clip == 16  # what the model file leaves out keeps the library default
+    f = tmp_path / "c.yaml"
+    f.write_text(f"model:\n  model: {model}\nclips:\n  max_pixels: 4096\n")
+    cfg = load_config(f, {"memory.max_tokens": 512})
+    assert (cfg.clips.clip_seconds, cfg.clips.max_pixels, cfg.memory.max_tokens) == (60, 4096, 512)
+    # a served model of the same name is not a local directory: no defaults from disk
+    assert load_config(None, {"model.model": str(model), "model.backend": "openai"}).clips.clip_seconds is None
+    (model / "videomem.yaml").write_text("model:\n  device: cuda\n")
+    with pytest.raises(ConfigError, match="may only hold the sections clips, memory"):
+        load_config(None, {"model.model": str(model)})

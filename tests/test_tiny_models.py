@@ -133,3 +133,12 @@ def test_rejects_unknown_arch_and_bad_heads(tmp_path):
         build_tiny_vlm("llava", tmp_path / "x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="divide"):
         build_tiny_vlm("qwen3_vl", tmp_path / "y", text_hidden=100, text_heads=3)
+
+
+def test_extra_corpus_makes_domain_words_single_tokens():
+    words = " TIGER WHALE PIANO"
+    plain = train_tokenizer("qwen3_vl", 1500)
+    domain = train_tokenizer("qwen3_vl", 1500, extra_corpus=[f"a red star with{words}"] * 50)
+    assert len(plain.encode(words, add_special_tokens=False)) > 3
+    assert domain.tokenize(words) == ["ĠTIGER", "ĠWHALE", "ĠPIANO"]
+    assert domain.decode(domain.encode(words, add_special_tokens=False)) == words

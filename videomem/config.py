@@ -15,6 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from videomem.errors import ConfigError
 
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default-model"
+# In a local model directory: the clip and memory settings the model was trained to read with (e.g. the bundled
+# model's frame size). They sit under the config file and the flags, so anything given explicitly wins.
+READING_DEFAULTS_FILE = "videomem.yaml"
+READING_SECTIONS = ("clips", "memory")
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -156,11 +162,37 @@ def _set_dotted(data: dict, path: str, value: Any) -> None:
     data[last] = value
 
 
+def _merge(under: dict, over: dict) -> dict:
+    out = dict(under)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def reading_defaults(data: dict) -> dict:
+    """The clips/memory sections that the local model `data` names recommends in its READING_DEFAULTS_FILE, or {}."""
+    model = data.get("model") or {}
+    if not isinstance(model, dict) or model.get("backend", "hf") != "hf":
+        return {}
+    name = model.get("model", "bundled")
+    folder = BUNDLED_MODEL_DIR if name == "bundled" else Path(str(name)).expanduser()
+    path = folder / READING_DEFAULTS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        found = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(found, dict) or set(found) - set(READING_SECTIONS):
+        raise ConfigError(f"{path} may only hold the sections {', '.join(READING_SECTIONS)}")
+    return found
+
+
 def load_config(
     path: str | Path | None = None, overrides: dict[str, Any] | None = None, *, base: RunConfig | None = None
 ) -> RunConfig:
     """`base` or a file (YAML or JSON) first, then dotted overrides (None values are skipped: the flag
-    was not given)."""
+    was not given); under both, the reading defaults of the local model they name (`reading_defaults`)."""
     data: dict = base.model_dump() if base is not None else {}
     if path is not None:
         p = Path(path)
@@ -176,6 +208,7 @@ def load_config(
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(data, key, value)
+    data = _merge(reading_defaults(data), data)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:

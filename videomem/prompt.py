@@ -13,10 +13,9 @@ from videomem.backends.base import Prompt, TextPart, VideoPart
 from videomem.parse import format_options
 
 SYSTEM = (
-    "You watch a long video one clip at a time and cannot see earlier clips again: only your memory "
-    "carries them. After each clip, rewrite the whole memory: keep every fact that helps answer the "
-    "question, with its time in seconds, and drop the rest. Then give your best answer so far. "
-    "Reply exactly as <memory>...</memory><answer>...</answer>."
+    "Watch the video clip by clip. Earlier clips are gone: only your memory keeps them. After each clip, "
+    "rewrite the memory: keep the facts that help answer the question, with their times, and drop the rest. "
+    "Then answer. Reply as <memory>...</memory><answer>...</answer>."
 )
 
 

@@ -33,9 +33,8 @@ from transformers.video_utils import VideoMetadata
 
 from videomem.backends.base import Completion, Prompt, SamplingParams, TextPart, VideoPart
 from videomem.backends.video_processing import QWEN_MODEL_TYPES, load_processor
+from videomem.config import BUNDLED_MODEL_DIR
 from videomem.errors import ModelError
-
-BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default-model"
 # Qwen3-VL frames each temporal patch as "<t seconds><|vision_start|>...<|vision_end|>" itself; the chat template's
 # own wrapper around the video would nest vision markers (the reference processor replaced this whole string).
 QWEN3_VIDEO_SLOT = "<|vision_start|><|video_pad|><|vision_end|>"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -118,8 +119,10 @@ def _corpus() -> list[str]:
     return lines
 
 
-def train_tokenizer(arch: Arch, vocab_size: int = 1000):
-    """A byte-level BPE tokenizer of exactly `vocab_size` tokens (specials included) in the family's tokenizer class."""
+def train_tokenizer(arch: Arch, vocab_size: int = 1000, extra_corpus: Sequence[str] = ()):
+    """A byte-level BPE tokenizer of exactly `vocab_size` tokens (specials included) in the family's tokenizer class.
+    `extra_corpus`: domain text trained on with the built-in corpus (the default model adds its synthetic questions
+    and memories, so their words become single tokens: shorter sequences and one token per colour, shape or word)."""
     from transformers import GPT2Tokenizer, Qwen2Tokenizer
 
     specials = SMOLVLM_SPECIAL_TOKENS if arch == "smolvlm" else QWEN_SPECIAL_TOKENS
@@ -143,7 +146,7 @@ def train_tokenizer(arch: Arch, vocab_size: int = 1000):
     trainer = trainers.BpeTrainer(
         vocab_size=n_bpe, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
-    bpe.train_from_iterator(_corpus(), trainer=trainer)
+    bpe.train_from_iterator(_corpus() + list(extra_corpus), trainer=trainer)
     model = json.loads(bpe.to_str())["model"]
     vocab, merges = model["vocab"], [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
 
@@ -503,6 +506,7 @@ def build_tiny_vlm(
     init_std: float | None = None,
     dtype: Literal["float32", "bfloat16"] = "float32",
     seed: int = 0,
+    extra_corpus: Sequence[str] = (),
 ) -> Path:
     """Build a randomly initialised `arch` checkpoint in out_dir (created) and return its path.
 
@@ -511,7 +515,8 @@ def build_tiny_vlm(
     Qwen2.5-VL, 16 for Qwen3-VL), merge 2, temporal patch 2; SmolVLM uses patch 16, pixel shuffle 2 and square
     images of `smolvlm_image_size`. min/max_pixels bound each Qwen frame, like the hub preprocessor configs.
     init_std overrides the architecture's initializer_range (0.02): at that scale a random tiny model's next-token
-    distribution is nearly flat and greedy decoding repeats one token, so tests use a larger one (e.g. 0.3)."""
+    distribution is nearly flat and greedy decoding repeats one token, so tests use a larger one (e.g. 0.3).
+    extra_corpus: domain text for the tokenizer (train_tokenizer)."""
     from transformers import AutoModelForImageTextToText
 
     if arch not in ARCHS:
@@ -532,7 +537,7 @@ def build_tiny_vlm(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    tok = train_tokenizer(arch, vocab_size)
+    tok = train_tokenizer(arch, vocab_size, extra_corpus)
     config = _smolvlm_config(tok, sizes) if arch == "smolvlm" else _qwen_config(arch, tok, sizes)
     if init_std is not None:
         for c in (config, config.get_text_config(), config.vision_config):

@@ -411,6 +411,52 @@ def synthetic_records(
     return records
 
 
+DESCRIBE_QUESTION = "What is shown in this clip? List every thing with its time."
+_DESCRIBE_BODIES = {"shape": "{colour} {shape} with {word}", "code": "code {code} in {colour}"}
+
+
+def describe_records(spec: SynthSpec, clip_config: ClipConfig | None = None, *, style_seed: int = 0) -> list[dict]:
+    """Perception records: one single-clip record per clip of the video, whose memory lists everything the clip's
+    frames show (each thing with the time it is first sampled) and whose answer is how many things that is.
+
+    Question records keep only what their question needs, so most of their steps teach "nothing relevant here";
+    these name every event, which gives a from-scratch vision tower several labelled events per example (the
+    perception curriculum shared/docs/training-notes.md asks for). They use the same prompt builder, as an
+    open-ended question over a one-clip video, and the same event wording as the question records' memories."""
+    cfg = clip_config or ClipConfig()
+    video = _synth_video(spec)
+    clips = plan_clips(synth_info(spec), cfg)
+    name = f"synth-{spec.seed}-{spec.length_factor:g}x"
+    records = []
+    for clip, clip_seen in zip(clips, seen_per_clip(video, clips)):
+        rng = random.Random(f"videomem-describe/{spec.seed}/{spec.length_factor}/{clip.index}/{style_seed}")
+        layout, fmt_time, sep = rng.choice(_LAYOUTS), rng.choice(_TIMES), rng.choice(_SEPARATORS)
+        lines = [
+            layout.format(t=fmt_time(t), b=_DESCRIBE_BODIES[ev.kind].format(**ev.as_dict()))
+            for ev, t in clip_seen
+        ]
+        n = len(lines)
+        records.append(
+            {
+                "schema": SCHEMA_VERSION,
+                "id": f"{name}/describe-{clip.index}",
+                "source": "synthetic",
+                "video": None,
+                "synth": asdict(spec),
+                "duration": spec.duration,
+                "family": "describe",
+                "question": DESCRIBE_QUESTION,
+                "options": None,
+                "answer": str(n),
+                "clip_config": cfg.model_dump(),
+                "clips": [{"start": clip.start, "end": clip.end, "timestamps": list(clip.timestamps)}],
+                "steps": [{"memory": sep.join(lines) or "Nothing shown", "answer": f"{n} thing{'s' * (n != 1)}"}],
+                "final_correct": True,
+            }
+        )
+    return records
+
+
 def build_synthetic(specs: Iterable[SynthSpec], clip_config: ClipConfig | None = None, **kwargs) -> Iterator[dict]:
     for spec in specs:
         yield from synthetic_records(spec, clip_config, **kwargs)
