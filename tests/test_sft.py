@@ -192,6 +192,22 @@ def test_resume_continues_exactly(checkpoints, tmp_path):
         assert y["loss"] == pytest.approx(x["loss"], rel=1e-6, abs=1e-7)
         assert y["learning_rate"] == pytest.approx(x["learning_rate"])
         assert (y["epoch"], y["num_tokens"]) == (x["epoch"], x["num_tokens"])
+    assert sorted(p.name for p in cut.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+
+
+def test_resuming_with_a_longer_schedule_uses_the_new_schedule_from_the_first_step(checkpoints, tmp_path):
+    """A finished 4-step run resumed with max_steps 8: step 5 trains at the 8-step cosine's lr, not at the ~0 the
+    checkpoint ended with; and only the newest save_total_limit checkpoints are kept."""
+    ck, examples = checkpoints["qwen2_5_vl"], make_examples(2)
+    out = tmp_path / "run"
+    train_sft(make_config(ck, out, max_steps=4, save_steps=1, warmup_steps=0, save_total_limit=2), examples,
+              log=lambda s: None)  # fmt: skip
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+    train_sft(make_config(ck, out, max_steps=8, save_steps=1, warmup_steps=0, lr=1e-3), examples, log=lambda s: None)
+    lrs = [r["learning_rate"] for r in metrics(out)]
+    assert lrs[3] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi * 3 / 4)))  # the old run (lr 3e-3), last step
+    for k in range(4, 8):  # cosine over 8 steps at the new peak lr
+        assert lrs[k] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * k / 8)))
 
 
 def test_trains_on_chain_of_memory_records_from_jsonl(checkpoints, tmp_path):

@@ -132,6 +132,9 @@ class SFTConfig(_Section):
         "Qwen2.5-VL/Qwen3-VL/SmolVLM only; add the vision tower's (e.g. 'qkv', 'proj') to adapt it too.",
     )
     save_steps: int = Field(100, ge=1, description="Write a resumable checkpoint every this many optimizer steps (and at the end).")
+    save_total_limit: int | None = Field(
+        3, ge=1, description="Keep only the newest this many checkpoints (TRL/Trainer's name); None keeps all."
+    )
     resume: bool = Field(True, description="Continue from the latest checkpoint in output_dir if there is one.")
     seed: int = Field(0, description="Seeds model init of adapters, data order (a permutation per epoch) and dropout.")
     dtype: Literal["float32", "bfloat16"] = Field(

@@ -137,9 +137,16 @@ def load_model(config: RunConfig, device: torch.device) -> HFBackend:
     return backend
 
 
+def _step_of(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[1])
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    return [p for p in output_dir.glob("checkpoint-*") if (p / STATE_FILE).is_file()]
+
+
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    ckpts = [p for p in output_dir.glob("checkpoint-*") if (p / STATE_FILE).is_file()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[1]), default=None)
+    return max(complete_checkpoints(output_dir), key=_step_of, default=None)
 
 
 def export_model(model, backend: HFBackend, source: str, out: Path) -> Path:
@@ -206,6 +213,12 @@ def train_sft(
         accelerator.load_state(str(ckpt))
         state = json.loads((ckpt / STATE_FILE).read_text())
         step, position, num_tokens = state["step"], state["position"], state["num_tokens"]
+        # The checkpoint restores the lr it last used; the schedule of this run (e.g. a longer max_steps, or a new
+        # sft.lr) decides this step's lr instead, else the first resumed step trains at the old (often ~0) rate.
+        scheduler.base_lrs = [sft.lr for _ in optimizer.param_groups]
+        for group, lr_at in zip(optimizer.param_groups, scheduler.lr_lambdas):
+            group["lr"] = sft.lr * lr_at(scheduler.last_epoch)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what get_last_lr() reports
         if main:
             log(f"resumed from {ckpt} at step {step}")
     metrics_path = out / METRICS_FILE
@@ -285,6 +298,9 @@ def train_sft(
             save_checkpoint(
                 accelerator, out / f"checkpoint-{step}", step=step, position=position, num_tokens=num_tokens
             )
+            if main and sft.save_total_limit:
+                for old in sorted(complete_checkpoints(out), key=_step_of)[: -sft.save_total_limit]:
+                    shutil.rmtree(old, ignore_errors=True)
 
     final = out / FINAL_DIR
     if main:
