@@ -49,11 +49,10 @@ EVAL_SEEDS = (0, 7)  # videomem synth default, held-out evaluation set
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Retrain the bundled default model from scratch on CPU.")
     ap.add_argument("--out", type=Path, default=Path("runs/default-model"), help="output dir (init/, data/, final/)")
-    ap.add_argument("--minutes", type=float, default=100.0, help="training time budget (data and model build extra)")
-    ap.add_argument("--sec-per-step", type=float, default=None,
-                    help="expected seconds per optimizer step, to derive max_steps (default: measured estimate "
-                    "0.18 s per example on 2 cores, measured at 128x128 frames)")
-    ap.add_argument("--max-steps", type=int, default=None, help="override the derived max_steps")
+    ap.add_argument("--minutes", type=float, default=60.0, help="time budget of stage 2 (data and model build extra)")
+    ap.add_argument("--sec-per-example", type=float, default=0.18,
+                    help="expected stage-2 seconds per example on 2 cores (measured at 128x128 frames), for max_steps")
+    ap.add_argument("--max-steps", type=int, default=None, help="override the derived max_steps (both stages)")
     ap.add_argument("--seed", type=int, default=0, help="weights init and data order seed")
     ap.add_argument("--data-seed", type=int, default=1, help="synthetic dataset seed for training (not 0 or 7)")
     ap.add_argument("--factors", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0],
@@ -65,7 +64,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--describe-videos", type=int, nargs="+", default=[600, 300, 150, 75],
                     help="videos per length factor whose clips become perception records (one count or one per "
                     "factor, <= 999; the first --videos of them are the question records' videos)")
-    ap.add_argument("--describe-repeat", type=int, default=3, help="copies of each perception record")
+    ap.add_argument("--describe-repeat", type=int, default=3, help="copies of each describe record in stage 2")
+    ap.add_argument("--event-videos", type=int, nargs="+", default=[600, 300, 0, 0],
+                    help="videos per length factor whose events become event records (2-frame clips of one event)")
+    ap.add_argument("--event-repeat", type=int, default=1, help="copies of each event record in stage 2")
+    ap.add_argument("--stage1-minutes", type=float, default=18.0, help="time budget of stage 1 (event records only)")
+    ap.add_argument("--stage1-sec-per-example", type=float, default=0.07, help="expected stage-1 speed, for max_steps")
+    ap.add_argument("--stage1-batch-size", type=int, default=16)
+    ap.add_argument("--install", action="store_true", help="copy the final model into videomem/assets/default-model")
     ap.add_argument("--arch", default="qwen3_vl", choices=["qwen3_vl", "qwen2_5_vl"])
     ap.add_argument("--text-hidden", type=int, default=256)
     ap.add_argument("--text-layers", type=int, default=4)
@@ -82,7 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a = ap.parse_args(argv)
     if a.data_seed in EVAL_SEEDS:
         ap.error(f"--data-seed {a.data_seed} is an evaluation seed; pick another")
-    for name in ("videos", "describe_videos"):
+    for name in ("videos", "describe_videos", "event_videos"):
         counts = getattr(a, name)
         counts = counts * len(a.factors) if len(counts) == 1 else counts
         if len(counts) != len(a.factors) or not all(0 <= n <= 999 for n in counts):
@@ -138,7 +144,7 @@ def build_data(a, clip_cfg: ClipConfig, path: Path) -> Path:
     """Question records for the first --videos videos per factor, then perception (describe) records for the first
     --describe-videos, into one JSONL (written once, reused on resume)."""
     from videomem.synth.generate import dataset_specs
-    from videomem.train.chain_data import build_synthetic, describe_records
+    from videomem.train.chain_data import build_synthetic, describe_records, event_records
 
     if path.is_file():
         print(f"[data] reusing {path}")
@@ -148,9 +154,9 @@ def build_data(a, clip_cfg: ClipConfig, path: Path) -> Path:
         every = dataset_specs(a.data_seed, tuple(a.factors), max(counts))
         return [s for i, n in enumerate(counts) for s in every[i * max(counts) : i * max(counts) + n]]
 
-    specs, describe_specs = specs_for(a.videos), specs_for(a.describe_videos)
-    seeds = [s.seed for s in specs + describe_specs]
-    n = guessed = n_describe = 0
+    specs, describe_specs, event_specs = specs_for(a.videos), specs_for(a.describe_videos), specs_for(a.event_videos)
+    seeds = [s.seed for s in specs + describe_specs + event_specs]
+    n = guessed = n_describe = n_event = 0
     tmp = path.with_suffix(".tmp")
     with tmp.open("w") as f:
         for rec in build_synthetic(specs, clip_cfg):
@@ -161,16 +167,20 @@ def build_data(a, clip_cfg: ClipConfig, path: Path) -> Path:
             for rec in describe_records(spec, clip_cfg):
                 f.write(json.dumps(rec, sort_keys=True) + "\n")
                 n_describe += 1
+        for spec in event_specs:
+            for rec in event_records(spec):
+                f.write(json.dumps(rec, sort_keys=True) + "\n")
+                n_event += 1
     tmp.rename(path)
-    print(f"[data] {n} question records from {len(specs)} videos, {guessed} ending on a guess; {n_describe} perception "
-          f"records from {len(describe_specs)} videos (video seeds {min(seeds)}..{max(seeds)}) -> {path}")
+    print(f"[data] {n} question records from {len(specs)} videos, {guessed} ending on a guess; {n_describe} describe "
+          f"records from {len(describe_specs)} videos; {n_event} event records from {len(event_specs)} videos "
+          f"(video seeds {min(seeds)}..{max(seeds)}) -> {path}")
     return path
 
 
 def main(argv=None) -> None:
     a = parse_args(argv)
     from videomem.train.chain_data import read_records
-    from videomem.train.sft import examples_from_records, train_sft
 
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
@@ -178,38 +188,73 @@ def main(argv=None) -> None:
     clip_cfg = ClipConfig(clip_seconds=60, frames_per_clip=a.frames_per_clip, max_pixels=a.max_pixels, min_pixels=1024)
     records = read_records(build_data(a, clip_cfg, out / "data" / "chain-train.jsonl"))
     init = build_model(a, out / "init", domain_corpus(records))
+    kind_of = lambda r: r["family"] if r["family"] in KINDS else "question"  # noqa: E731 (question families by name)
+    by_kind = {kind: [r for r in records if kind_of(r) == kind] for kind in KINDS}
+    print("[data] " + ", ".join(f"{len(v)} {k} records" for k, v in by_kind.items()))
 
-    examples = []
-    n_evidence = n_describe = 0
-    for ex in examples_from_records(records):
-        if ex.options is None:  # a perception record
-            examples.extend([ex] * a.describe_repeat)
-            n_describe += 1
-            continue
-        # the step's clip showed something relevant iff the memory changed (or this is the first clip with evidence)
-        # (approximation: step 1 counts when its memory is not one of the "nothing seen yet" phrases)
-        after = ex.target.split("</memory>")[0].removeprefix("<memory>")
-        new_fact = after != ex.memory if ex.memory else not any(k in after for k in ("seen yet", "Nothing yet"))
-        examples.extend([ex] * (a.evidence_repeat if new_fact else 1))
-        n_evidence += new_fact
-    print(f"[data] {len(examples)} training steps ({n_evidence} evidence steps x{a.evidence_repeat}, "
-          f"{n_describe} perception steps x{a.describe_repeat})")
+    # Stage 1, perception: event records only (2 frames of one event: every video token shows the answer).
+    stage1 = out / "stage1"
+    if (stage1 / "final" / "config.json").is_file():
+        print(f"[stage 1] done: {stage1 / 'final'}")
+    else:
+        examples = training_examples(by_kind, {"event": 1})
+        run_stage(a, "stage 1", init, stage1, examples, a.stage1_minutes, a.stage1_sec_per_example, a.stage1_batch_size)
+    # Stage 2, the memory task: question records (evidence steps repeated) with describe and event records mixed in
+    # so perception keeps improving.
+    examples = training_examples(by_kind, {"question": 1, "describe": a.describe_repeat, "event": a.event_repeat},
+                                 evidence_repeat=a.evidence_repeat)  # fmt: skip
+    final = run_stage(a, "stage 2", stage1 / "final", out, examples, a.minutes, a.sec_per_example, a.batch_size)
+    size = sum(f.stat().st_size for f in final.iterdir())
+    print(f"[done] {final} ({size / 1e6:.1f} MB) in {(time.time() - t0) / 60:.1f} min")
+    if a.install:
+        install(final)
 
-    sec_per_step = a.sec_per_step or 0.18 * a.batch_size
-    max_steps = a.max_steps or max(10, int(a.minutes * 60 / sec_per_step))
+
+KINDS = ("question", "describe", "event")
+
+
+def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1) -> list:
+    """The stage's examples: each kind's steps `repeats[kind]` times; question steps whose clip adds something to
+    the memory ("evidence steps") `evidence_repeat` times instead."""
+    from videomem.train.sft import examples_from_records
+
+    examples, counts = [], []
+    for kind, times in repeats.items():
+        n = n_evidence = 0
+        for ex in examples_from_records(by_kind[kind]):
+            k = times
+            if kind == "question":
+                # the clip showed something relevant iff the memory changed (at clip 1: it is not a "not seen" phrase)
+                after = ex.target.split("</memory>")[0].removeprefix("<memory>")
+                new_fact = after != ex.memory if ex.memory else not any(p in after for p in ("seen yet", "Nothing yet"))
+                k, n_evidence = (evidence_repeat, n_evidence + 1) if new_fact else (times, n_evidence)
+            examples.extend([ex] * k)
+            n += 1
+        counts.append(f"{n} {kind} steps x{times}" + (f" ({n_evidence} evidence steps x{evidence_repeat})" if
+                                                          kind == "question" else ""))  # fmt: skip
+    print(f"[data] {len(examples)} training steps: " + ", ".join(counts))
+    return examples
+
+
+def run_stage(a, name: str, model: Path, out: Path, examples: list, minutes: float, sec_per_example: float,
+              batch_size: int) -> Path:  # fmt: skip
+    """train_sft with a time budget: max_steps from the expected speed; a guard stops (checkpoint + export) early if
+    steps are slower. Rerunning resumes from the stage's latest checkpoint."""
+    from videomem.train.sft import train_sft
+
+    max_steps = a.max_steps or max(10, int(minutes * 60 / (sec_per_example * batch_size)))
     cfg = load_config(None, {
         "clips.clip_seconds": 60, "clips.frames_per_clip": a.frames_per_clip,
         "clips.max_pixels": a.max_pixels, "clips.min_pixels": 1024,
         "memory.max_tokens": 1024,
-        "model.model": str(init.resolve()),
-        "sft.output_dir": str(out), "sft.max_steps": max_steps, "sft.batch_size": a.batch_size,
+        "model.model": str(model.resolve()),
+        "sft.output_dir": str(out), "sft.max_steps": max_steps, "sft.batch_size": batch_size,
         "sft.lr": a.lr, "sft.warmup_steps": a.warmup, "sft.lr_scheduler": "cosine",
         "sft.save_steps": a.save_steps, "sft.seed": a.seed, "sft.resume": True,
-    })
-    print(f"[train] max_steps {max_steps} (budget {a.minutes} min at ~{sec_per_step:.2f} s/step), batch {a.batch_size}, "
-          f"lr {a.lr}, warm-up {a.warmup}, frames <= {a.max_pixels} px, {a.frames_per_clip} per clip")
-
-    deadline = time.time() + a.minutes * 60
+    })  # fmt: skip
+    print(f"[{name}] max_steps {max_steps} (budget {minutes} min at ~{sec_per_example} s per example), batch "
+          f"{batch_size}, lr {a.lr}, warm-up {a.warmup}, frames <= {a.max_pixels} px")  # fmt: skip
+    deadline = time.time() + minutes * 60
     step_re = re.compile(r"^step (\d+)/")
 
     def log(msg: str) -> None:
@@ -218,11 +263,20 @@ def main(argv=None) -> None:
         # time guard: make this the last step (train_sft re-reads sft.max_steps each step: checkpoint + export)
         if m and time.time() > deadline and int(m.group(1)) < cfg.sft.max_steps:
             cfg.sft.max_steps = int(m.group(1))
-            print(f"[train] time budget spent: stopping at step {cfg.sft.max_steps}", flush=True)
+            print(f"[{name}] time budget spent: stopping at step {cfg.sft.max_steps}", flush=True)
 
-    final = train_sft(cfg, examples, log=log)
-    size = sum(f.stat().st_size for f in final.iterdir())
-    print(f"[done] {final} ({size / 1e6:.1f} MB) in {(time.time() - t0) / 60:.1f} min")
+    return train_sft(cfg, examples, log=log)
+
+
+def install(final: Path) -> None:
+    """Replace the bundled model (videomem/assets/default-model) with `final`."""
+    import shutil
+
+    from videomem.config import BUNDLED_MODEL_DIR
+
+    shutil.rmtree(BUNDLED_MODEL_DIR, ignore_errors=True)
+    shutil.copytree(final, BUNDLED_MODEL_DIR)
+    print(f"[install] {final} -> {BUNDLED_MODEL_DIR}")
 
 
 if __name__ == "__main__":

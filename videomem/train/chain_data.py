@@ -457,6 +457,42 @@ def describe_records(spec: SynthSpec, clip_config: ClipConfig | None = None, *, 
     return records
 
 
+def event_records(spec: SynthSpec, frames: int = 2, *, style_seed: int = 0) -> list[dict]:
+    """The easiest perception records: one per event of the video, a short clip that is exactly the event's slot
+    with `frames` frames inside it, and the one event as the memory. A clip of 2 frames is one temporal patch of a
+    Qwen VLM (16 video tokens at 128x128), so the answer sits in every video token the model sees: this is where a
+    from-scratch vision tower first learns colours, shapes, words and codes (a 60 s describe clip hides each event
+    in 1-2 of 8 frame groups). Same record schema and prompt builder as the other records."""
+    video = _synth_video(spec)
+    name = f"synth-{spec.seed}-{spec.length_factor:g}x"
+    records = []
+    for k, ev in enumerate(video.events):
+        rng = random.Random(f"videomem-event/{spec.seed}/{spec.length_factor}/{k}/{style_seed}")
+        layout, fmt_time = rng.choice(_LAYOUTS), rng.choice(_TIMES)
+        step = (ev.end - ev.start) / (frames + 1)
+        times = [round(ev.start + step * (i + 1), 3) for i in range(frames)]
+        memory = layout.format(t=fmt_time(times[0]), b=_DESCRIBE_BODIES[ev.kind].format(**ev.as_dict()))
+        records.append(
+            {
+                "schema": SCHEMA_VERSION,
+                "id": f"{name}/event-{k}",
+                "source": "synthetic",
+                "video": None,
+                "synth": asdict(spec),
+                "duration": spec.duration,
+                "family": "event",
+                "question": DESCRIBE_QUESTION,
+                "options": None,
+                "answer": "1",
+                "clip_config": None,
+                "clips": [{"start": ev.start, "end": ev.end, "timestamps": times}],
+                "steps": [{"memory": memory, "answer": "1 thing"}],
+                "final_correct": True,
+            }
+        )
+    return records
+
+
 def build_synthetic(specs: Iterable[SynthSpec], clip_config: ClipConfig | None = None, **kwargs) -> Iterator[dict]:
     for spec in specs:
         yield from synthetic_records(spec, clip_config, **kwargs)
