@@ -14,6 +14,7 @@ from videomem.synth.scene import SynthSpec, event_at, frame_index
 from videomem.train.chain_data import (
     DESCRIBE_QUESTION,
     describe_records,
+    event_records,
     format_target,
     read_records,
     record_to_steps,
@@ -283,3 +284,18 @@ def test_describe_records_name_every_event_the_clip_shows():
         total += len(shown)
     assert total >= 20  # dense: several labelled events per clip (density 0.6 of ~6 slots a minute)
     assert describe_records(spec, cfg) == recs
+
+
+def test_event_records_show_one_event_in_every_frame():
+    spec = SynthSpec(seed=4)
+    recs = event_records(spec, frames=2)
+    video = synth_video(recs[0])
+    assert len(recs) == len(video.events) >= 10
+    for rec, ev in zip(recs, video.events):
+        (step,) = record_to_steps(rec)
+        assert all(ev.start < t < ev.end for t in step.clip.timestamps) and len(step.clip.timestamps) == 2
+        frames = step_frames(rec, step)
+        assert (frames[0] != frames[0][0, 0]).any() and (frames[0] == frames[1]).all()  # the event, drawn, twice
+        body = f"code {ev.code} in {ev.colour}" if ev.kind == "code" else f"{ev.colour} {ev.shape} with {ev.word}"
+        out = parse_step_output(step.target)
+        assert body in out.memory and out.answer == "1 thing" and out.repairs == []

@@ -55,6 +55,9 @@ def test_a_model_directory_supplies_its_reading_defaults_under_file_and_flags(tm
     f.write_text(f"model:\n  model: {model}\nclips:\n  max_pixels: 4096\n")
     cfg = load_config(f, {"memory.max_tokens": 512})
     assert (cfg.clips.clip_seconds, cfg.clips.max_pixels, cfg.memory.max_tokens) == (60, 4096, 512)
+    # a clip plan given as a count replaces the model's plan by duration (and a rate its frame count)
+    cfg = load_config(None, {"model.model": str(model), "clips.clips": 8, "clips.fps": 0.5})
+    assert (cfg.clips.clips, cfg.clips.clip_seconds, cfg.clips.fps, cfg.clips.frames_per_clip) == (8, None, 0.5, 16)
     # a served model of the same name is not a local directory: no defaults from disk
     assert load_config(None, {"model.model": str(model), "model.backend": "openai"}).clips.clip_seconds is None
     (model / "videomem.yaml").write_text("model:\n  device: cuda\n")

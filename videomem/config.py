@@ -20,6 +20,7 @@ BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default-model"
 # model's frame size). They sit under the config file and the flags, so anything given explicitly wins.
 READING_DEFAULTS_FILE = "videomem.yaml"
 READING_SECTIONS = ("clips", "memory")
+_ALTERNATIVES = (("clips", "clip_seconds"), ("frames_per_clip", "fps"))  # clip fields that answer one question each
 
 
 class _Section(BaseModel):
@@ -211,7 +212,13 @@ def load_config(
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(data, key, value)
-    data = _merge(reading_defaults(data), data)
+    defaults = reading_defaults(data)
+    given = data.get("clips") or {}
+    for group in _ALTERNATIVES:  # `--clips 8` given: the model's clip_seconds must not override it
+        if any(k in given for k in group):
+            for k in group:
+                (defaults.get("clips") or {}).pop(k, None)
+    data = _merge(defaults, data)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
