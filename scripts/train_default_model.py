@@ -50,8 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Retrain the bundled default model from scratch on CPU.")
     ap.add_argument("--out", type=Path, default=Path("runs/default-model"), help="output dir (init/, data/, final/)")
     ap.add_argument("--minutes", type=float, default=60.0, help="time budget of stage 2 (data and model build extra)")
-    ap.add_argument("--sec-per-example", type=float, default=0.18,
-                    help="expected stage-2 seconds per example on 2 cores (measured at 128x128 frames), for max_steps")
+    ap.add_argument("--sec-per-example", type=float, default=0.145,
+                    help="expected stage-2 seconds per example on 2 cores (128x128 frames, the default mix), for max_steps")
     ap.add_argument("--max-steps", type=int, default=None, help="override the derived max_steps (both stages)")
     ap.add_argument("--seed", type=int, default=0, help="weights init and data order seed")
     ap.add_argument("--data-seed", type=int, default=1, help="synthetic dataset seed for training (not 0 or 7)")
@@ -67,7 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--describe-repeat", type=int, default=3, help="copies of each describe record in stage 2")
     ap.add_argument("--event-videos", type=int, nargs="+", default=[600, 300, 0, 0],
                     help="videos per length factor whose events become event records (2-frame clips of one event)")
-    ap.add_argument("--event-repeat", type=int, default=1, help="copies of each event record in stage 2")
+    ap.add_argument("--event-repeat", type=int, default=3,
+                    help="copies of each event record in stage 2 (reading words and codes is still being learned)")
     ap.add_argument("--stage1-minutes", type=float, default=18.0, help="time budget of stage 1 (event records only)")
     ap.add_argument("--stage1-sec-per-example", type=float, default=0.07, help="expected stage-1 speed, for max_steps")
     ap.add_argument("--stage1-batch-size", type=int, default=16)
