@@ -1,36 +1,31 @@
-"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, a time budget.
+"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about 90 minutes.
 
-    python scripts/train_default_model.py                       # ~110 min budget, writes runs/default-model/
-    python scripts/train_default_model.py --minutes 15 --out runs/trial   # a short trial
-    # rerun the same command to resume an interrupted run (train_sft resumes from the latest checkpoint)
+    python scripts/train_default_model.py --install   # writes runs/default-model/, then replaces videomem/assets/default-model
+    python scripts/eval_default_model.py --model runs/default-model/final --metrics runs/default-model/metrics.jsonl
+    # rerun the same command to resume an interrupted run (each stage resumes from its latest checkpoint)
 
-Then evaluate the result (seed 7 = the held-out evaluation seed, never used in training) with the same frame size:
-
-    videomem synth runs/synth-eval-s7 --seed 7 --factors 1 --videos-per-factor 2
-    videomem eval synthetic runs/synth-eval-s7 --run-dir runs/eval-default --method videomem --limit 16 \
-        --config configs/train-default.yaml --model runs/default-model/final
-
-Time budget: max_steps = minutes*60 / sec_per_step (default 0.14 s per example x batch; 8 samples/s were measured on a
-quiet 2-core machine, about half that while other jobs run). If steps are slower the time guard ends training early
-(cosine not finished); if faster, training ends before the budget: pass --sec-per-step or --max-steps. Rerunning
-with a larger --max-steps continues from the last checkpoint (the cosine is then recomputed over the new length).
-
-What it does (following shared/docs/training-notes.md):
-1. Builds a randomly initialised tiny Qwen3-VL (the paper's base architecture) with a locally trained byte-level
-   BPE tokenizer: `videomem.models.build_tiny_vlm` (text hidden 256 x 4 layers, vision 128 x depth 2 by default;
-   ~5.6M parameters, 22.5 MB in fp32) into <out>/init (kept, so a resume starts from the same weights).
-2. Writes chain-of-memory records from the synthetic benchmark's ground-truth event log
-   (`videomem.train.chain_data.build_synthetic`) into <out>/data/chain-train.jsonl. Seeds: dataset seed
-   --data-seed (default 1) gives video seeds data_seed*1_000_003 + factor_index*1000 + v (v < --videos <= 999);
-   evaluation uses dataset seed 7 (video seeds 7_000_021 + ...) and `videomem synth` defaults to 0, so both are
-   refused here and the ranges never overlap.
-3. Oversamples the steps whose clip holds relevant evidence (the memory changes at that step), --evidence-repeat
-   times: training-notes found vision starved because only a quarter of steps hold an event.
-4. Runs `videomem.train.sft.train_sft` (teacher-forced single steps, the exact inference prompt) with lr 6e-4,
-   warm-up, cosine decay; frames resized to at most --max-pixels (default 96x96 = 3x3 merged tokens per 2 frames;
-   16 frames per 60 s clip as configs/synth.yaml reads the benchmark). max_steps is derived from --minutes and
-   --sec-per-step; a time guard also stops training (checkpoint + export) when the budget is spent.
-5. Exports <out>/final (a plain transformers checkpoint HFBackend loads). Not copied into videomem/assets.
+What it does (shared/docs/training-notes.md, and docs/training-log.md for what failed before):
+1. Data from the synthetic benchmark's generator, dataset seed --data-seed (default 1): video seeds
+   data_seed*1_000_003 + factor_index*1000 + v. Seeds 0 (`videomem synth`'s default) and 7 (the held-out evaluation
+   set) are refused, so training and evaluation never share a video. Three kinds of records
+   (videomem.train.chain_data), all through the one inference prompt builder:
+   - question records: the memory after every clip and the provisional answers, for every question of 980 videos at
+     1x, 2x, 4x and 8x (4 to 32 clips of 60 s; long videos are few, but teach clip numbers and times up to 32 min);
+   - describe records: one 60 s clip, every event it shows, with times (perception in the clip shape of inference);
+   - event records: one event, 2 frames (one temporal patch: every video token shows the answer).
+2. A randomly initialised tiny Qwen3-VL (text 256 x 4 layers, vision 128 x depth 3; ~6M parameters, 24 MB fp32)
+   with a byte-level BPE tokenizer trained here on the built-in corpus plus the training records' text, so colours,
+   shapes, words and memory phrases are single tokens (`videomem.models.build_tiny_vlm(extra_corpus=...)`). Its
+   reading settings (60 s clips x 16 frames, frames <= 128x128) go into its videomem.yaml, so `videomem ask/eval`
+   read videos the way it was trained.
+3. Stage 1, perception (--stage1-minutes, 18): event records only. Mixed training from the start left the vision
+   tower unused (every memory the same whatever the clip showed; docs/training-log.md, run 3).
+4. Stage 2, the memory task (--minutes, 65): question records (steps whose clip adds evidence x4), describe records
+   x3 and event records x3, from stage 1's weights.
+   Each stage: AdamW, lr 6e-4, warm-up then cosine (training-notes); max_steps from the time budget and the expected
+   speed; a time guard stops early (checkpoint + export) if steps are slower.
+5. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/stage1/; --install copies final into
+   videomem/assets/default-model.
 """
 
 from __future__ import annotations

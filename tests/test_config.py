@@ -11,8 +11,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 def test_shipped_configs_are_valid(path):
     cfg = load_config(path)
     assert cfg.memory.max_tokens == 1024
-    # The paper's pixel cap everywhere but for the tiny model trained on small frames.
-    assert cfg.clips.max_pixels == (9216 if path.name == "train-default.yaml" else 131072)
+    assert cfg.clips.max_pixels == 131072  # the paper's pixel cap
 
 
 def test_flags_override_the_file_and_unset_flags_do_not(tmp_path):
