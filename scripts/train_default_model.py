@@ -62,8 +62,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--describe-repeat", type=int, default=3, help="copies of each describe record in stage 2")
     ap.add_argument("--event-videos", type=int, nargs="+", default=[600, 300, 0, 0],
                     help="videos per length factor whose events become event records (2-frame clips of one event)")
-    ap.add_argument("--event-repeat", type=int, default=3,
-                    help="copies of each event record in stage 2 (reading words and codes is still being learned)")
+    ap.add_argument("--event-repeat", type=int, default=3, help="copies of each shape event record in stage 2")
+    ap.add_argument("--code-event-repeat", type=int, default=8,
+                    help="copies of each code event record in stage 2: after stage 1 colours, shapes and most words are "
+                    "read, codes (three separate characters) not at all")
     ap.add_argument("--stage1-minutes", type=float, default=18.0, help="time budget of stage 1 (event records only)")
     ap.add_argument("--stage1-sec-per-example", type=float, default=0.07, help="expected stage-1 speed, for max_steps")
     ap.add_argument("--stage1-batch-size", type=int, default=16)
@@ -197,8 +199,10 @@ def main(argv=None) -> None:
         run_stage(a, "stage 1", init, stage1, examples, a.stage1_minutes, a.stage1_sec_per_example, a.stage1_batch_size)
     # Stage 2, the memory task: question records (evidence steps repeated) with describe and event records mixed in
     # so perception keeps improving.
-    examples = training_examples(by_kind, {"question": 1, "describe": a.describe_repeat, "event": a.event_repeat},
-                                 evidence_repeat=a.evidence_repeat)  # fmt: skip
+    by_kind["code event"] = [r for r in by_kind["event"] if "code " in r["steps"][0]["memory"]]
+    by_kind["event"] = [r for r in by_kind["event"] if "code " not in r["steps"][0]["memory"]]
+    examples = training_examples(by_kind, {"question": 1, "describe": a.describe_repeat, "event": a.event_repeat,
+                                           "code event": a.code_event_repeat}, evidence_repeat=a.evidence_repeat)  # fmt: skip
     final = run_stage(a, "stage 2", stage1 / "final", out, examples, a.minutes, a.sec_per_example, a.batch_size)
     size = sum(f.stat().st_size for f in final.iterdir())
     print(f"[done] {final} ({size / 1e6:.1f} MB) in {(time.time() - t0) / 60:.1f} min")
