@@ -225,8 +225,9 @@ def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1) ->
             k = times
             if kind == "question":
                 # the clip showed something relevant iff the memory changed (at clip 1: it is not a "not seen" phrase)
-                after = ex.target.split("</memory>")[0].removeprefix("<memory>")
-                new_fact = after != ex.memory if ex.memory else not any(p in after for p in ("seen yet", "Nothing yet"))
+                after = ex.step.memory
+                before = ex.step.memory_before
+                new_fact = after != before if before else not any(p in after for p in ("seen yet", "Nothing yet"))
                 k, n_evidence = (evidence_repeat, n_evidence + 1) if new_fact else (times, n_evidence)
             examples.extend([ex] * k)
             n += 1

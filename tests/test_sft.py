@@ -1,7 +1,7 @@
 """The SFT trainer (videomem/train/sft.py) on tiny Qwen2.5-VL and Qwen3-VL checkpoints, CPU, offline.
 
-Until the chain-of-memory builder lands, examples are hand-made steps whose targets have format_target's shape
-`<memory>...</memory><answer>...</answer>`.
+Most tests use hand-made steps (a four-clip "what colour is the car" chain over random frames); one trains on
+chain-of-memory records from the synthetic builder.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from videomem.backends.hf import HFBackend
 from videomem.config import RunConfig
 from videomem.models import build_tiny_vlm
 from videomem.train.batching import IGNORE_INDEX, SFTExample, collate, encode_example, end_of_turn, step_prompt
+from videomem.train.chain_data import Step
 from videomem.train.sft import train_sft
+from videomem.video.plan import ClipSpec
 
 ARCHS = ("qwen2_5_vl", "qwen3_vl")
 MIN_PIXELS = 1024  # 64x64 test frames stay 56x56 (Qwen2.5-VL) / 64x64 (Qwen3-VL): 4 merged tokens per patch
@@ -51,16 +53,19 @@ def make_examples(n: int = 4) -> list[SFTExample]:
     memories = [""] + [f"[{10 * t + 2}.0s] a {colours[t % 4]} car." for t in range(n)]
     return [
         SFTExample(
-            question="What colour is the car?",
-            options=colours,
-            memory=memories[t],
-            clip_index=t,
-            num_clips=n,
-            clip_start=10.0 * t,
-            clip_end=10.0 * t + 10,
-            timestamps=[10.0 * t + s for s in (0, 2.5, 5, 7.5)],
+            Step(
+                record_id="cars",
+                index=t,
+                num_clips=n,
+                question="What colour is the car?",
+                options=colours,
+                memory_before=memories[t],
+                clip=ClipSpec(t, 10.0 * t, 10.0 * t + 10, tuple(10.0 * t + s for s in (0, 2.5, 5, 7.5))),
+                memory=memories[t + 1],
+                answer="ABCD"[t % 4],
+                final_answer=None,
+            ),
             frames=_frames(t),
-            target=f"<memory>{memories[t + 1]}</memory><answer>{'ABCD'[t % 4]}</answer>",
         )
         for t in range(n)
     ]
@@ -223,7 +228,7 @@ def test_trains_on_chain_of_memory_records_from_jsonl(checkpoints, tmp_path):
         append_record(data, record)
     examples = load_examples(data)
     assert len(examples) == sum(len(r["steps"]) for r in records)
-    assert examples[1].memory == records[0]["steps"][0]["memory"]  # teacher forcing: the oracle M_{t-1}
+    assert examples[1].step.memory_before == records[0]["steps"][0]["memory"]  # teacher forcing: the oracle M_{t-1}
     cfg = make_config(checkpoints["qwen3_vl"], tmp_path / "run", max_steps=2, data=str(data))
     train_sft(cfg, log=lambda s: None)
     assert [r["step"] for r in metrics(tmp_path / "run")] == [1, 2]

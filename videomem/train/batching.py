@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from videomem.backends.hf import HFBackend
-from videomem.prompt import build_step_prompt
+from videomem.train.chain_data import Step
 from videomem.video.resize import resize_frame
 
 IGNORE_INDEX = -100  # torch cross_entropy's default ignore_index
@@ -26,20 +26,17 @@ _ROW_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "labels")
 
 @dataclass
 class SFTExample:
-    """One teacher-forced step: the inference prompt of clip `clip_index` given the oracle memory before it, and the
-    target `<memory>...</memory><answer>...</answer>`. `frames` renders the clip's frames (RGB uint8 [H, W, 3]) at
-    `timestamps` on demand, so a dataset of thousands of steps holds no pixels."""
+    """One teacher-forced step (videomem.train.chain_data.Step: the inference prompt of its clip given the oracle
+    memory before it, and the target `<memory>...</memory><answer>...</answer>`) with a way to get its frames:
+    `frames` renders the clip's frames (RGB uint8 [H, W, 3]) at the given timestamps on demand, so a dataset of
+    thousands of steps holds no pixels."""
 
-    question: str
-    options: list[str] | None
-    memory: str  # M_{t-1}, "" at the first clip
-    clip_index: int  # 0-based t-1
-    num_clips: int | None
-    clip_start: float
-    clip_end: float
-    timestamps: list[float]
+    step: Step
     frames: Callable[[list[float]], list[np.ndarray]]
-    target: str  # format_target(M_t, a_t)
+
+    @property
+    def target(self) -> str:
+        return self.step.target
 
 
 def end_of_turn(backend: HFBackend) -> str:
@@ -53,20 +50,11 @@ def end_of_turn(backend: HFBackend) -> str:
 
 
 def step_prompt(example: SFTExample, backend: HFBackend, *, memory_budget: int, min_pixels: int, max_pixels: int):
-    """The exact inference prompt (videomem.prompt.build_step_prompt), frames resized as the video reader does."""
-    frames = [resize_frame(f, backend.patch_factor, min_pixels, max_pixels) for f in example.frames(example.timestamps)]
-    return build_step_prompt(
-        question=example.question,
-        options=example.options,
-        memory=example.memory,
-        clip_index=example.clip_index,
-        num_clips=example.num_clips,
-        clip_start=example.clip_start,
-        clip_end=example.clip_end,
-        frames=frames,
-        timestamps=list(example.timestamps),
-        memory_budget=memory_budget,
-    )
+    """The exact inference prompt (Step.prompt, i.e. videomem.prompt.build_step_prompt), frames resized as the video
+    reader does."""
+    timestamps = list(example.step.clip.timestamps)
+    frames = [resize_frame(f, backend.patch_factor, min_pixels, max_pixels) for f in example.frames(timestamps)]
+    return example.step.prompt(frames, memory_budget)
 
 
 def encode_example(

@@ -65,20 +65,7 @@ def examples_from_records(records: Iterable[dict]) -> list[SFTExample]:
                 f"record {record.get('id')}: SFT on real-video records (frames via ClipReader) is not wired up yet"
             )
         for step in record_to_steps(record):
-            examples.append(
-                SFTExample(
-                    question=step.question,
-                    options=step.options,
-                    memory=step.memory_before,
-                    clip_index=step.index,
-                    num_clips=step.num_clips,
-                    clip_start=step.clip.start,
-                    clip_end=step.clip.end,
-                    timestamps=list(step.clip.timestamps),
-                    target=step.target,
-                    frames=lambda ts, record=record, step=step: step_frames(record, step),
-                )
-            )
+            examples.append(SFTExample(step, frames=lambda ts, record=record, step=step: step_frames(record, step)))
     return examples
 
 
