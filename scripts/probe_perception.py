@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from videomem.backends.hf import HFBackend
 from videomem.config import load_config
 from videomem.synth.generate import dataset_specs
 from videomem.train.chain_data import event_records, record_to_steps, step_frames, synth_video
+from videomem.train.sft import export_checkpoint
 from videomem.video.resize import resize_frame
 
 FIELDS = ("colour", "shape", "word", "code")
@@ -33,17 +33,7 @@ def model_dir(model: Path, base: Path | None) -> Path:
         return model
     if base is None:
         raise SystemExit(f"{model} is not a model directory; pass --base <the model it was trained from>")
-    import torch
-    from transformers import AutoModelForImageTextToText
-
-    tmp = Path(tempfile.mkdtemp())
-    weights = AutoModelForImageTextToText.from_pretrained(base)
-    weights.load_state_dict(torch.load(model / "pytorch_model.bin", map_location="cpu"))
-    weights.save_pretrained(tmp)
-    for f in base.iterdir():  # tokenizer, templates, preprocessor and reading configs
-        if f.is_file() and not (tmp / f.name).exists():
-            shutil.copy2(f, tmp / f.name)
-    return tmp
+    return export_checkpoint(model, base, Path(tempfile.mkdtemp()))
 
 
 def main(argv=None) -> None:

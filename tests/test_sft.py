@@ -26,7 +26,7 @@ from videomem.config import RunConfig
 from videomem.models import build_tiny_vlm
 from videomem.train.batching import IGNORE_INDEX, SFTExample, collate, encode_example, end_of_turn, step_prompt
 from videomem.train.chain_data import Step
-from videomem.train.sft import train_sft
+from videomem.train.sft import export_checkpoint, train_sft
 from videomem.video.plan import ClipSpec
 
 ARCHS = ("qwen2_5_vl", "qwen3_vl")
@@ -134,6 +134,9 @@ def test_overfits_a_few_examples_and_exports_a_loadable_model(checkpoints, arch,
     prompt = step_prompt(make_examples()[0], backend, memory_budget=1024, min_pixels=MIN_PIXELS, max_pixels=131072)
     completion = backend.generate(prompt, sampling=SamplingParams(max_new_tokens=12))[0]
     assert completion.completion_tokens > 0
+    # a checkpoint exported on its own (to evaluate a run before it ends) is the same model
+    exported = HFBackend(str(export_checkpoint(out / "checkpoint-30", checkpoints[arch], tmp_path / "exp")), device="cpu")
+    assert exported.generate(prompt, sampling=SamplingParams(max_new_tokens=12))[0].text == completion.text
 
 
 def test_lora_trains_only_the_adapters(checkpoints, tmp_path):
@@ -242,7 +245,7 @@ SCRIPT = textwrap.dedent(
     from accelerate import PartialState
     sys.path.insert(0, {tests!r})
     from test_sft import make_config, make_examples
-    from videomem.train.sft import train_sft
+    from videomem.train.sft import export_checkpoint, train_sft
     train_sft(make_config({ck!r}, {out!r}, max_steps=2, save_steps=2), make_examples(), log=print)
     state = PartialState()  # after train_sft: its Accelerator set up the process group
     print(json.dumps({{"rank": state.process_index, "world": state.num_processes}}), flush=True)

@@ -145,17 +145,34 @@ def export_model(model, backend: HFBackend, source: str, out: Path) -> Path:
         model = copy.deepcopy(model).merge_and_unload()
     model.save_pretrained(out)
     src = Path(resolve_model(source))
-    if src.is_dir():  # copy what the model directory held besides weights: tokenizer, template, preprocessor configs
-        for f in src.iterdir():
-            if (
-                f.is_file()
-                and f.name not in ("config.json", "generation_config.json")
-                and not f.name.startswith("model")
-            ):
-                shutil.copy2(f, out / f.name)
+    if src.is_dir():
+        copy_model_files(src, out)
     else:
         backend.processor.save_pretrained(out)
     return out
+
+
+def export_checkpoint(checkpoint: str | Path, base: str | Path, out: str | Path) -> Path:
+    """A loadable model directory from a trainer checkpoint (its pytorch_model.bin) and the model it was trained
+    from (`base`: architecture, tokenizer, templates, preprocessor and reading configs), e.g. to evaluate a run
+    before it ends:  python -c "from videomem.train.sft import export_checkpoint as e; e(CKPT, INIT, OUT)" """
+    from transformers import AutoModelForImageTextToText
+
+    checkpoint, base, out = Path(checkpoint), Path(base), Path(out)
+    model = AutoModelForImageTextToText.from_pretrained(base)
+    model.load_state_dict(torch.load(checkpoint / "pytorch_model.bin", map_location="cpu", weights_only=True))
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    copy_model_files(base, out)
+    return out
+
+
+def copy_model_files(src: Path, out: Path) -> None:
+    """What a model directory holds besides weights and model config: tokenizer, chat template, preprocessor configs,
+    reading defaults (videomem.yaml)."""
+    for f in src.iterdir():
+        if f.is_file() and f.name not in ("config.json", "generation_config.json") and not f.name.startswith("model"):
+            shutil.copy2(f, out / f.name)
 
 
 # --- training -----------------------------------------------------------------------------------------------------
