@@ -1,10 +1,10 @@
 """The `videomem demo` video: one video of the synthetic benchmark (docs/synthetic-benchmark.md) and one of
 its questions, whose answer needs memory across clips.
 
-It is the kind of video the bundled model was trained on (scripts/train_default_model.py), made with a video seed
-that training never uses (training seeds are data_seed * 1_000_003 + ..., data seed >= 1), so the demo shows the
-model reading a video it has not seen. The question family is one the bundled model answers well on the held-out
-evaluation set (docs/default-model.md); the demo is one item, not a measurement.
+It is the kind of video the default model is trained on (scripts/train_default_model.py), made with a video seed
+that training never uses (training seeds are data_seed * 1_000_003 + ..., data seed >= 1), so the demo shows a
+model reading a video it has not seen. The question needs a word and a colour seen together in one clip and
+remembered to the end. The demo is one item, not a measurement (docs/default-model.md has those).
 """
 
 from __future__ import annotations
