@@ -69,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stage1-minutes", type=float, default=18.0, help="time budget of stage 1 (event records only)")
     ap.add_argument("--stage1-sec-per-example", type=float, default=0.07, help="expected stage-1 speed, for max_steps")
     ap.add_argument("--stage1-batch-size", type=int, default=16)
+    ap.add_argument("--stage3-minutes", type=float, default=0.0,
+                    help="experimental (docs/training-log.md, run 4): after stage 2, train this long on the question "
+                    "records alone, in one fixed wording per family (chain_data Style.plain), into <out>/stage3")
     ap.add_argument("--install", action="store_true", help="copy the final model into videomem/assets/default-model")
     ap.add_argument("--arch", default="qwen3_vl", choices=["qwen3_vl", "qwen2_5_vl"])
     ap.add_argument("--text-hidden", type=int, default=256)
@@ -138,21 +141,24 @@ def build_model(a, init: Path, corpus: list[str]) -> Path:
     return init
 
 
-def build_data(a, clip_cfg: ClipConfig, path: Path) -> Path:
-    """Question records for the first --videos videos per factor, then perception (describe) records for the first
-    --describe-videos, into one JSONL (written once, reused on resume)."""
+def specs_for(a, counts: list[int]) -> list:
+    """dataset_specs' videos (seed data_seed, factor index i, video v): the first counts[i] of every factor."""
     from videomem.synth.generate import dataset_specs
+
+    every = dataset_specs(a.data_seed, tuple(a.factors), max(counts))
+    return [s for i, n in enumerate(counts) for s in every[i * max(counts) : i * max(counts) + n]]
+
+
+def build_data(a, clip_cfg: ClipConfig, path: Path) -> Path:
+    """Question records for the first --videos videos per factor, describe records for the first --describe-videos,
+    event records for the first --event-videos, into one JSONL (written once, reused on resume)."""
     from videomem.train.chain_data import build_synthetic, describe_records, event_records
 
     if path.is_file():
         print(f"[data] reusing {path}")
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    def specs_for(counts: list[int]):  # dataset_specs' seeds (factor index i, video v), the first counts[i] per factor
-        every = dataset_specs(a.data_seed, tuple(a.factors), max(counts))
-        return [s for i, n in enumerate(counts) for s in every[i * max(counts) : i * max(counts) + n]]
-
-    specs, describe_specs, event_specs = specs_for(a.videos), specs_for(a.describe_videos), specs_for(a.event_videos)
+    specs, describe_specs, event_specs = specs_for(a, a.videos), specs_for(a, a.describe_videos), specs_for(a, a.event_videos)
     seeds = [s.seed for s in specs + describe_specs + event_specs]
     n = guessed = n_describe = n_event = 0
     tmp = path.with_suffix(".tmp")
@@ -204,6 +210,8 @@ def main(argv=None) -> None:
     examples = training_examples(by_kind, {"question": 1, "describe": a.describe_repeat, "event": a.event_repeat,
                                            "code event": a.code_event_repeat}, evidence_repeat=a.evidence_repeat)  # fmt: skip
     final = run_stage(a, "stage 2", stage1 / "final", out, examples, a.minutes, a.sec_per_example, a.batch_size)
+    if a.stage3_minutes > 0:
+        final = run_stage3(a, clip_cfg, final, out / "stage3")
     size = sum(f.stat().st_size for f in final.iterdir())
     print(f"[done] {final} ({size / 1e6:.1f} MB) in {(time.time() - t0) / 60:.1f} min")
     if a.install:
@@ -267,6 +275,16 @@ def run_stage(a, name: str, model: Path, out: Path, examples: list, minutes: flo
             print(f"[{name}] time budget spent: stopping at step {cfg.sft.max_steps}", flush=True)
 
     return train_sft(cfg, examples, log=log)
+
+
+def run_stage3(a, clip_cfg: ClipConfig, model: Path, out: Path) -> Path:
+    """Question records only, plain wording, evidence steps repeated: does less wording variety, and no "name what
+    you see" records, teach the model to copy the question's subject into memory?"""
+    from videomem.train.chain_data import build_synthetic
+
+    records = list(build_synthetic(specs_for(a, a.videos), clip_cfg, plain=True))  # the question records' videos
+    examples = training_examples({"question": records}, {"question": 1}, evidence_repeat=a.evidence_repeat)
+    return run_stage(a, "stage 3", model, out, examples, a.stage3_minutes, 0.18, a.batch_size)
 
 
 def install(final: Path) -> None:

@@ -251,6 +251,11 @@ class Style:
     newest_first: bool
 
     @classmethod
+    def plain(cls, family: str) -> Style:
+        """One fixed wording per family (the first of every choice): less for a small model to learn."""
+        return cls(_LAYOUTS[0], 0, _SEPARATORS[0], _BODIES[family][0], _EMPTY[0], _COUNTS[0], _CONCLUSIONS[0], False)
+
+    @classmethod
     def draw(cls, family: str, rng: random.Random) -> Style:
         return cls(
             rng.choice(_LAYOUTS),
@@ -341,13 +346,14 @@ def chain_for_question(
     *,
     conclude: bool = True,
     seen: list[list[tuple[Event, float]]] | None = None,
+    plain: bool = False,
 ) -> list[dict]:
     """[{"memory": M_t, "answer": a_t}] for t = 1..T."""
     seen = seen if seen is not None else seen_per_clip(video, clips)
     family, options = question["family"], question["options"]
     m = _QUESTION_FIELDS.get(family)
     fields = m.search(question["question"]).groupdict() if m else {}
-    style = Style.draw(family, rng)
+    style = Style.plain(family) if plain else Style.draw(family, rng)
     fmt_time = _TIMES[style.time]
     kept: dict[str, tuple[Event, float]] = {}  # fact key -> (event, first seen); absent keys by word
     all_seen: dict[int, Event] = {}  # by identity: an event across a clip boundary is seen in both clips
@@ -377,10 +383,15 @@ def chain_for_question(
 
 
 def synthetic_records(
-    spec: SynthSpec, clip_config: ClipConfig | None = None, *, conclude: bool = True, style_seed: int = 0
+    spec: SynthSpec,
+    clip_config: ClipConfig | None = None,
+    *,
+    conclude: bool = True,
+    style_seed: int = 0,
+    plain: bool = False,
 ) -> list[dict]:
     """One record per question of the video `spec` describes; deterministic in (spec, clip_config,
-    conclude, style_seed)."""
+    conclude, style_seed, plain). plain: one fixed wording per family (Style.plain) instead of a drawn one."""
     cfg = clip_config or ClipConfig()
     video = _synth_video(spec)
     clips = plan_clips(synth_info(spec), cfg)
@@ -403,7 +414,7 @@ def synthetic_records(
                 "answer": q["answer"],
                 "clip_config": cfg.model_dump(),
                 "clips": [{"start": c.start, "end": c.end, "timestamps": list(c.timestamps)} for c in clips],
-                "steps": chain_for_question(video, q, clips, rng, conclude=conclude, seen=seen),
+                "steps": chain_for_question(video, q, clips, rng, conclude=conclude, seen=seen, plain=plain),
             }
         )
         # False when the plan's frames miss the evidence (e.g. few frames over a long video): a_T is a guess
