@@ -299,3 +299,15 @@ def test_event_records_show_one_event_in_every_frame():
         body = f"code {ev.code} in {ev.colour}" if ev.kind == "code" else f"{ev.colour} {ev.shape} with {ev.word}"
         out = parse_step_output(step.target)
         assert body in out.memory and out.answer == "1 thing" and out.repairs == []
+
+
+def test_plain_style_is_one_wording_per_family_with_the_same_facts():
+    cfg = ClipConfig(clip_seconds=60, frames_per_clip=16)
+    drawn = [r for s in range(6) for r in synthetic_records(SynthSpec(seed=s), cfg)]
+    plain = [r for s in range(6) for r in synthetic_records(SynthSpec(seed=s), cfg, plain=True)]
+    for fam in FAMILIES:
+        conclusions = {r["steps"][-1]["memory"].rsplit("\n", 1)[-1].split(":")[0] for r in plain if r["family"] == fam}
+        assert conclusions == {"so far"}, (fam, conclusions)
+    # the same answers at every step: only the wording differs
+    assert [[s["answer"] for s in r["steps"]] for r in plain] == [[s["answer"] for s in r["steps"]] for r in drawn]
+    assert len({r["steps"][-1]["memory"].split("\n")[-1][:6] for r in drawn}) > 1
