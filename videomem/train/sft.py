@@ -153,9 +153,9 @@ def export_model(model, backend: HFBackend, source: str, out: Path) -> Path:
 
 
 def export_checkpoint(checkpoint: str | Path, base: str | Path, out: str | Path) -> Path:
-    """A loadable model directory from a trainer checkpoint (its pytorch_model.bin) and the model it was trained
-    from (`base`: architecture, tokenizer, templates, preprocessor and reading configs), e.g. to evaluate a run
-    before it ends:  python -c "from videomem.train.sft import export_checkpoint as e; e(CKPT, INIT, OUT)" """
+    """A loadable model directory from a full fine-tuning checkpoint (its pytorch_model.bin; a LoRA run's holds
+    adapter keys: use its final export) and the model it was trained from (`base`: architecture, tokenizer,
+    templates, preprocessor and reading configs), e.g. to evaluate a run before it ends:  python -c "from videomem.train.sft import export_checkpoint as e; e(CKPT, INIT, OUT)" """
     from transformers import AutoModelForImageTextToText
 
     checkpoint, base, out = Path(checkpoint), Path(base), Path(out)
