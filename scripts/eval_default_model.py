@@ -122,8 +122,7 @@ def plot_families(summaries: dict, path: Path) -> None:
     width = 0.8 / len(runs)
     for j, (k, m) in enumerate(runs):
         r = summaries[k]["methods"][m]
-        ys = [100 * (r["by_category"].get(f, {}).get("accuracy") or 0) for f in FAMILIES + ("all",)][:-1]
-        ys.append(100 * (r["accuracy"] or 0))
+        ys = [100 * (r["by_category"].get(f, {}).get("accuracy") or 0) for f in FAMILIES] + [100 * (r["accuracy"] or 0)]
         xs = [i + (j - (len(runs) - 1) / 2) * width for i in range(len(ys))]
         ax.bar(xs, ys, width, label=f"{m}, {k}x (T={4 * k})")
     ax.axhline(25, color="grey", ls=":", lw=1, label="chance (4 options)")
