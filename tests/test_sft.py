@@ -248,7 +248,9 @@ SCRIPT = textwrap.dedent(
     from videomem.train.sft import export_checkpoint, train_sft
     train_sft(make_config({ck!r}, {out!r}, max_steps=2, save_steps=2), make_examples(), log=print)
     state = PartialState()  # after train_sft: its Accelerator set up the process group
-    print(json.dumps({{"rank": state.process_index, "world": state.num_processes}}), flush=True)
+    # one file per rank: two processes printing to one pipe can interleave their lines
+    with open({out!r} + f"-rank{{state.process_index}}.json", "w") as f:
+        json.dump({{"rank": state.process_index, "world": state.num_processes}}, f)
     """
 )
 
@@ -279,8 +281,8 @@ def test_two_processes_under_accelerate_launch(checkpoints, tmp_path):
     ]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-6000:-2000]
-    ranks = sorted(json.loads(line)["rank"] for line in proc.stdout.splitlines() if line.startswith('{"rank"'))
-    assert ranks == [0, 1]
+    ranks = [json.loads(Path(f"{out}-rank{i}.json").read_text()) for i in range(2)]
+    assert ranks == [{"rank": 0, "world": 2}, {"rank": 1, "world": 2}]
     assert proc.stdout.count("step 2/2") == 1  # only the main process logs
     rows = metrics(out)
     assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["loss"]) for r in rows)
