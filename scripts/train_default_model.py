@@ -1,4 +1,4 @@
-"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about 90 minutes.
+"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about 95 minutes.
 
     python scripts/train_default_model.py --install   # writes runs/default-model/, then replaces videomem/assets/default-model
     python scripts/eval_default_model.py --model runs/default-model/final --metrics runs/default-model/metrics.jsonl
@@ -7,21 +7,22 @@
 What it does (shared/docs/training-notes.md, and docs/training-log.md for what failed before):
 1. Data from the synthetic benchmark's generator, dataset seed --data-seed (default 1): video seeds
    data_seed*1_000_003 + factor_index*1000 + v. Seeds 0 (`videomem synth`'s default) and 7 (the held-out evaluation
-   set) are refused, so training and evaluation never share a video. Three kinds of records
+   set) are refused, so training and evaluation never share a video. Two kinds of records
    (videomem.train.chain_data), all through the one inference prompt builder:
    - question records: the memory after every clip and the provisional answers, for every question of 980 videos at
      1x, 2x, 4x and 8x (4 to 32 clips of 60 s; long videos are few, but teach clip numbers and times up to 32 min);
-   - describe records: one 60 s clip, every event it shows, with times (perception in the clip shape of inference);
    - event records: one event, 2 frames (one temporal patch: every video token shows the answer).
 2. A randomly initialised tiny Qwen3-VL (text 256 x 4 layers, vision 128 x depth 3; ~6M parameters, 24 MB fp32)
-   with a byte-level BPE tokenizer trained here on the built-in corpus plus the training records' text, so colours,
+   with a byte-level BPE tokenizer trained here on the built-in corpus plus the question records' text, so colours,
    shapes, words and memory phrases are single tokens (`videomem.models.build_tiny_vlm(extra_corpus=...)`). Its
    reading settings (60 s clips x 16 frames, frames <= 128x128) go into its videomem.yaml, so `videomem ask/eval`
    read videos the way it was trained.
 3. Stage 1, perception (--stage1-minutes, 18): event records only. Mixed training from the start left the vision
    tower unused (every memory the same whatever the clip showed; docs/training-log.md, run 3).
-4. Stage 2, the memory task (--minutes, 65): question records (steps whose clip adds evidence x4), describe records
-   x3 and event records x3, from stage 1's weights.
+4. Stage 2, the memory task (--minutes, 70), from stage 1's weights: the question records in one wording per family,
+   each step first naming in a think block everything its clip shows, then the memory (facts timed by their clip's
+   start) and the answer (docs/training-log.md, run 5: without the think block the model did not learn which facts
+   a question needs); steps whose clip adds evidence x2, code event records x2.
    Each stage: AdamW, lr 6e-4, warm-up then cosine (training-notes); max_steps from the time budget and the expected
    speed; a time guard stops early (checkpoint + export) if steps are slower.
 5. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/stage1/; --install copies final into
@@ -45,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Retrain the bundled default model from scratch on CPU.")
     ap.add_argument("--out", type=Path, default=Path("runs/default-model"), help="output dir (init/, data/, final/)")
     ap.add_argument("--minutes", type=float, default=60.0, help="time budget of stage 2 (data and model build extra)")
-    ap.add_argument("--sec-per-example", type=float, default=0.145,
+    ap.add_argument("--sec-per-example", type=float, default=0.17,
                     help="expected stage-2 seconds per example on 2 cores (128x128 frames, the default mix), for max_steps")
     ap.add_argument("--max-steps", type=int, default=None, help="override the derived max_steps (both stages)")
     ap.add_argument("--seed", type=int, default=0, help="weights init and data order seed")
@@ -55,23 +56,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--videos", type=int, nargs="+", default=[400, 400, 120, 60],
                     help="question-record videos per length factor: one count, or one per factor (<= 999); long videos "
                     "are few (their steps are many) but teach clip numbers and times up to the longest length")
-    ap.add_argument("--evidence-repeat", type=int, default=4, help="copies of each step whose clip holds evidence")
-    ap.add_argument("--describe-videos", type=int, nargs="+", default=[600, 300, 150, 75],
-                    help="videos per length factor whose clips become perception records (one count or one per "
-                    "factor, <= 999; the first --videos of them are the question records' videos)")
-    ap.add_argument("--describe-repeat", type=int, default=3, help="copies of each describe record in stage 2")
+    ap.add_argument("--evidence-repeat", type=int, default=2, help="copies of each step whose clip holds evidence")
     ap.add_argument("--event-videos", type=int, nargs="+", default=[600, 300, 0, 0],
                     help="videos per length factor whose events become event records (2-frame clips of one event)")
-    ap.add_argument("--event-repeat", type=int, default=3, help="copies of each shape event record in stage 2")
-    ap.add_argument("--code-event-repeat", type=int, default=8,
+    ap.add_argument("--code-event-repeat", type=int, default=2,
                     help="copies of each code event record in stage 2: after stage 1 colours, shapes and most words are "
                     "read, codes (three separate characters) not at all")
     ap.add_argument("--stage1-minutes", type=float, default=18.0, help="time budget of stage 1 (event records only)")
     ap.add_argument("--stage1-sec-per-example", type=float, default=0.07, help="expected stage-1 speed, for max_steps")
     ap.add_argument("--stage1-batch-size", type=int, default=16)
-    ap.add_argument("--stage3-minutes", type=float, default=0.0,
-                    help="experimental (docs/training-log.md, run 4): after stage 2, train this long on the question "
-                    "records alone, in one fixed wording per family (chain_data Style.plain), into <out>/stage3")
     ap.add_argument("--install", action="store_true", help="copy the final model into videomem/assets/default-model")
     ap.add_argument("--arch", default="qwen3_vl", choices=["qwen3_vl", "qwen2_5_vl"])
     ap.add_argument("--text-hidden", type=int, default=256)
@@ -89,7 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a = ap.parse_args(argv)
     if a.data_seed in EVAL_SEEDS:
         ap.error(f"--data-seed {a.data_seed} is an evaluation seed; pick another")
-    for name in ("videos", "describe_videos", "event_videos"):
+    for name in ("videos", "event_videos"):
         counts = getattr(a, name)
         counts = counts * len(a.factors) if len(counts) == 1 else counts
         if len(counts) != len(a.factors) or not all(0 <= n <= 999 for n in counts):
@@ -150,36 +143,43 @@ def specs_for(a, counts: list[int]) -> list:
 
 
 def build_data(a, clip_cfg: ClipConfig, path: Path) -> Path:
-    """Question records for the first --videos videos per factor, describe records for the first --describe-videos,
-    event records for the first --event-videos, into one JSONL (written once, reused on resume)."""
-    from videomem.train.chain_data import build_synthetic, describe_records, event_records
+    """Stage 1's data and the tokenizer's corpus, into one JSONL (written once, reused on resume): question records
+    for the first --videos videos per factor in drawn wordings (Style.draw: the corpus sees every memory phrase),
+    then event records for the first --event-videos."""
+    from videomem.train.chain_data import build_synthetic, event_records
 
     if path.is_file():
         print(f"[data] reusing {path}")
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    specs, describe_specs, event_specs = specs_for(a, a.videos), specs_for(a, a.describe_videos), specs_for(a, a.event_videos)
-    seeds = [s.seed for s in specs + describe_specs + event_specs]
-    n = guessed = n_describe = n_event = 0
+    specs, event_specs = specs_for(a, a.videos), specs_for(a, a.event_videos)
+    seeds = [s.seed for s in specs + event_specs]
+    n = n_event = 0
     tmp = path.with_suffix(".tmp")
     with tmp.open("w") as f:
         for rec in build_synthetic(specs, clip_cfg):
             f.write(json.dumps(rec, sort_keys=True) + "\n")
             n += 1
-            guessed += not rec["final_correct"]
-        for spec in describe_specs:
-            for rec in describe_records(spec, clip_cfg):
-                f.write(json.dumps(rec, sort_keys=True) + "\n")
-                n_describe += 1
         for spec in event_specs:
             for rec in event_records(spec):
                 f.write(json.dumps(rec, sort_keys=True) + "\n")
                 n_event += 1
     tmp.rename(path)
-    print(f"[data] {n} question records from {len(specs)} videos, {guessed} ending on a guess; {n_describe} describe "
-          f"records from {len(describe_specs)} videos; {n_event} event records from {len(event_specs)} videos "
-          f"(video seeds {min(seeds)}..{max(seeds)}) -> {path}")
+    print(f"[data] {n} question records from {len(specs)} videos; {n_event} event records from {len(event_specs)} "
+          f"videos (video seeds {min(seeds)}..{max(seeds)}) -> {path}")
     return path
+
+
+def stage2_records(a, clip_cfg: ClipConfig) -> list[dict]:
+    """The memory task as the model learns it: the question records' videos again, in one wording per family
+    (Style.plain), each step first naming everything its clip shows (the think block: perception, then a text-to-text
+    choice of what the question needs), facts timed by their clip's start (stated in the prompt)."""
+    from videomem.train.chain_data import build_synthetic
+
+    records = list(build_synthetic(specs_for(a, a.videos), clip_cfg, plain=True, observe=True, clip_times=True))
+    guessed = sum(not r["final_correct"] for r in records)
+    print(f"[data] stage 2: {len(records)} question records, {guessed} ending on a guess (evidence not sampled)")
+    return records
 
 
 def main(argv=None) -> None:
@@ -192,33 +192,24 @@ def main(argv=None) -> None:
     clip_cfg = ClipConfig(clip_seconds=60, frames_per_clip=a.frames_per_clip, max_pixels=a.max_pixels, min_pixels=1024)
     records = read_records(build_data(a, clip_cfg, out / "data" / "chain-train.jsonl"))
     init = build_model(a, out / "init", domain_corpus(records))
-    kind_of = lambda r: r["family"] if r["family"] in KINDS else "question"  # noqa: E731 (question families by name)
-    by_kind = {kind: [r for r in records if kind_of(r) == kind] for kind in KINDS}
-    print("[data] " + ", ".join(f"{len(v)} {k} records" for k, v in by_kind.items()))
+    events = [r for r in records if r["family"] == "event"]
 
     # Stage 1, perception: event records only (2 frames of one event: every video token shows the answer).
     stage1 = out / "stage1"
     if (stage1 / "final" / "config.json").is_file():
         print(f"[stage 1] done: {stage1 / 'final'}")
     else:
-        examples = training_examples(by_kind, {"event": 1})
+        examples = training_examples({"event": events}, {"event": 1})
         run_stage(a, "stage 1", init, stage1, examples, a.stage1_minutes, a.stage1_sec_per_example, a.stage1_batch_size)
-    # Stage 2, the memory task: question records (evidence steps repeated) with describe and event records mixed in
-    # so perception keeps improving.
-    by_kind["code event"] = [r for r in by_kind["event"] if "code " in r["steps"][0]["memory"]]
-    by_kind["event"] = [r for r in by_kind["event"] if "code " not in r["steps"][0]["memory"]]
-    examples = training_examples(by_kind, {"question": 1, "describe": a.describe_repeat, "event": a.event_repeat,
-                                           "code event": a.code_event_repeat}, evidence_repeat=a.evidence_repeat)  # fmt: skip
+    # Stage 2, the memory task (evidence steps repeated), with code events mixed in: stage 1 leaves codes unread.
+    code_events = [r for r in events if "code " in r["steps"][0]["memory"]]
+    examples = training_examples({"question": stage2_records(a, clip_cfg), "code event": code_events},
+                                 {"question": 1, "code event": a.code_event_repeat}, evidence_repeat=a.evidence_repeat)
     final = run_stage(a, "stage 2", stage1 / "final", out, examples, a.minutes, a.sec_per_example, a.batch_size)
-    if a.stage3_minutes > 0:
-        final = run_stage3(a, clip_cfg, final, out / "stage3")
     size = sum(f.stat().st_size for f in final.iterdir())
     print(f"[done] {final} ({size / 1e6:.1f} MB) in {(time.time() - t0) / 60:.1f} min")
     if a.install:
         install(final)
-
-
-KINDS = ("question", "describe", "event")
 
 
 def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1) -> list:
@@ -275,16 +266,6 @@ def run_stage(a, name: str, model: Path, out: Path, examples: list, minutes: flo
             print(f"[{name}] time budget spent: stopping at step {cfg.sft.max_steps}", flush=True)
 
     return train_sft(cfg, examples, log=log)
-
-
-def run_stage3(a, clip_cfg: ClipConfig, model: Path, out: Path) -> Path:
-    """Question records only, plain wording, evidence steps repeated: does less wording variety, and no "name what
-    you see" records, teach the model to copy the question's subject into memory?"""
-    from videomem.train.chain_data import build_synthetic
-
-    records = list(build_synthetic(specs_for(a, a.videos), clip_cfg, plain=True))  # the question records' videos
-    examples = training_examples({"question": records}, {"question": 1}, evidence_repeat=a.evidence_repeat)
-    return run_stage(a, "stage 3", model, out, examples, a.stage3_minutes, 0.18, a.batch_size)
 
 
 def install(final: Path) -> None:

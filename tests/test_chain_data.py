@@ -12,11 +12,10 @@ from videomem.parse import LETTERS, parse_step_output
 from videomem.synth.questions import FAMILIES
 from videomem.synth.scene import SynthSpec, event_at, frame_index
 from videomem.train.chain_data import (
-    DESCRIBE_QUESTION,
-    describe_records,
     event_records,
     format_target,
     read_records,
+    record_clips,
     record_to_steps,
     seen_per_clip,
     step_frames,
@@ -266,24 +265,35 @@ def test_teacher_runs_with_a_real_tiny_model_locally_and_over_loopback_http(make
         assert parse_step_output(step.target, step.options).memory == step.memory
 
 
-def test_describe_records_name_every_event_the_clip_shows():
+def test_observed_steps_name_every_event_the_clip_shows_before_the_memory():
     spec = SynthSpec(seed=3, length_factor=2)
     cfg = ClipConfig(clip_seconds=60, frames_per_clip=16)
-    recs = describe_records(spec, cfg)
+    recs = synthetic_records(spec, cfg, plain=True, observe=True, clip_times=True)
     video = synth_video(recs[0])
-    assert len(recs) == 8 and [r["clips"][0]["start"] for r in recs] == [60.0 * k for k in range(8)]
     total = 0
-    for rec in recs:
-        (step,) = record_to_steps(rec)
-        assert (step.question, step.options, step.memory_before, step.num_clips) == (DESCRIBE_QUESTION, None, "", 1)
-        shown = {id(e): e for t in step.clip.timestamps if (e := event_at(video.events, frame_index(spec, t) / spec.fps))}
-        out = parse_step_output(step.target)
-        assert out.repairs == [] and out.answer == f"{len(shown)} thing" + "s" * (len(shown) != 1)
-        for e in shown.values():  # every event on screen at a sampled frame is named, with its code or word
-            assert (e.code if e.kind == "code" else f"{e.colour} {e.shape} with {e.word}") in step.memory
-        total += len(shown)
+    for step in record_to_steps(recs[0]):
+        shown = {}  # in the order the sampled frames show them
+        for t in step.clip.timestamps:
+            if (e := event_at(video.events, frame_index(spec, t) / spec.fps)) is not None:
+                shown.setdefault(id(e), e)
+        bodies = [f"code {e.code} in {e.colour}" if e.kind == "code" else f"{e.colour} {e.shape} with {e.word}"
+                  for e in shown.values()]  # fmt: skip
+        assert step.observed == ("; ".join(bodies) or "nothing")
+        assert step.target.startswith(f"<think>{step.observed}</think><memory>")
+        out = parse_step_output(step.target, step.options)
+        assert (out.memory, out.answer, out.repairs) == (step.memory, step.answer, ["removed_think_block"])
+        total += len(bodies)
     assert total >= 20  # dense: several labelled events per clip (density 0.6 of ~6 slots a minute)
-    assert describe_records(spec, cfg) == recs
+    # the same facts and answers as without observe; times are the clips' starts, which the prompt states
+    sampled = synthetic_records(spec, cfg, plain=True)
+    for rec, ref in zip(recs, sampled, strict=True):
+        assert [s["answer"] for s in rec["steps"]] == [s["answer"] for s in ref["steps"]]
+        for step in record_to_steps(rec):
+            times = re.findall(r"\[(\d+:\d\d)\]", step.memory)
+            assert set(times) <= {f"{int(c.start) // 60}:00" for c in record_clips(rec)[: step.index + 1]}
+        strip = lambda m: re.sub(r"\[[\d:.]+\] ", "", m)
+        assert [strip(s["memory"]) for s in rec["steps"]] == [strip(s["memory"]) for s in ref["steps"]]
+    assert any(re.search(r"\[\d+:\d\d\]", s["memory"]) for r in recs for s in r["steps"])
 
 
 def test_event_records_show_one_event_in_every_frame():

@@ -49,9 +49,11 @@ SCHEMA_VERSION = 1
 # The target and the steps
 
 
-def format_target(memory: str, answer: str) -> str:
-    """The one way a step's target is written; parse_step_output reads it back with no repairs."""
-    return f"<memory>{memory.strip()}</memory><answer>{answer.strip()}</answer>"
+def format_target(memory: str, answer: str, observed: str | None = None) -> str:
+    """The one way a step's target is written; parse_step_output reads it back with no repairs, except the
+    think block that `observed` (what the clip shows, written first) adds, which it drops."""
+    think = f"<think>{observed.strip()}</think>" if observed is not None else ""
+    return f"{think}<memory>{memory.strip()}</memory><answer>{answer.strip()}</answer>"
 
 
 @dataclass
@@ -68,10 +70,11 @@ class Step:
     memory: str  # M_t
     answer: str  # a_t (an option letter for multiple choice)
     final_answer: str | None  # the record's key (what the per-step reward scores a_t against)
+    observed: str | None = None  # what the clip shows, written before the memory (records built with observe=True)
 
     @property
     def target(self) -> str:
-        return format_target(self.memory, self.answer)
+        return format_target(self.memory, self.answer, self.observed)
 
     def prompt(self, frames: list[np.ndarray], memory_budget: int = 1024) -> Prompt:
         """The exact inference prompt for this step (frames: the clip's frames, e.g. `step_frames`)."""
@@ -113,6 +116,7 @@ def record_to_steps(record: dict) -> list[Step]:
                 s["memory"],
                 s["answer"],
                 record.get("answer"),
+                s.get("observed"),
             )
         )
         before = s["memory"]
@@ -221,6 +225,7 @@ _BODIES = {
     "bind_code": ("{code} in {colour}", "{colour} code {code}", "code {code}, {colour}"),
     "absent": ("{word}", "saw {word}", "word {word}"),
 }
+_DESCRIBE_BODIES = {"shape": "{colour} {shape} with {word}", "code": "code {code} in {colour}"}  # any event, in full
 _EMPTY = ("No {noun} seen yet", "{noun}: not seen yet", "Nothing yet ({noun})")
 _COUNTS = ("count {n}", "{n} so far", "seen {n} times")
 _CONCLUSIONS = (
@@ -347,8 +352,12 @@ def chain_for_question(
     conclude: bool = True,
     seen: list[list[tuple[Event, float]]] | None = None,
     plain: bool = False,
+    observe: bool = False,
+    clip_times: bool = False,
 ) -> list[dict]:
-    """[{"memory": M_t, "answer": a_t}] for t = 1..T."""
+    """[{"memory": M_t, "answer": a_t}] for t = 1..T; with observe, also "observed": every event the clip shows,
+    in time order (the think block written before the memory). clip_times: a fact's time is its clip's start,
+    which the step prompt states in text, instead of the sample time (read off the video's timestamps)."""
     seen = seen if seen is not None else seen_per_clip(video, clips)
     family, options = question["family"], question["options"]
     m = _QUESTION_FIELDS.get(family)
@@ -363,7 +372,7 @@ def chain_for_question(
             all_seen.setdefault(id(ev), ev)
             if _relevant(family, fields, options, ev):
                 key = ev.word if family == "absent" else str(id(ev))
-                kept.setdefault(key, (ev, t))
+                kept.setdefault(key, (ev, clip.start if clip_times else t))
         facts = sorted(kept.values(), key=lambda x: x[1], reverse=style.newest_first)
         lines = [
             style.layout.format(
@@ -378,7 +387,10 @@ def chain_for_question(
         answer = provisional_answer(question, list(all_seen.values()), clip.end, video.spec.duration)
         if conclude:
             lines.append(style.conclusion.format(letter=answer, text=options[LETTERS.index(answer)]))
-        steps.append({"memory": style.separator.join(lines), "answer": answer})
+        step = {"memory": style.separator.join(lines), "answer": answer}
+        if observe:
+            step["observed"] = "; ".join(_DESCRIBE_BODIES[ev.kind].format(**ev.as_dict()) for ev, _ in clip_seen) or "nothing"
+        steps.append(step)
     return steps
 
 
@@ -389,9 +401,11 @@ def synthetic_records(
     conclude: bool = True,
     style_seed: int = 0,
     plain: bool = False,
+    observe: bool = False,
+    clip_times: bool = False,
 ) -> list[dict]:
-    """One record per question of the video `spec` describes; deterministic in (spec, clip_config,
-    conclude, style_seed, plain). plain: one fixed wording per family (Style.plain) instead of a drawn one."""
+    """One record per question of the video `spec` describes; deterministic in its arguments. plain: one fixed
+    wording per family (Style.plain) instead of a drawn one; observe, clip_times: see chain_for_question."""
     cfg = clip_config or ClipConfig()
     video = _synth_video(spec)
     clips = plan_clips(synth_info(spec), cfg)
@@ -414,7 +428,9 @@ def synthetic_records(
                 "answer": q["answer"],
                 "clip_config": cfg.model_dump(),
                 "clips": [{"start": c.start, "end": c.end, "timestamps": list(c.timestamps)} for c in clips],
-                "steps": chain_for_question(video, q, clips, rng, conclude=conclude, seen=seen, plain=plain),
+                "steps": chain_for_question(
+                    video, q, clips, rng, conclude=conclude, seen=seen, plain=plain, observe=observe, clip_times=clip_times
+                ),
             }
         )
         # False when the plan's frames miss the evidence (e.g. few frames over a long video): a_T is a guess
@@ -423,57 +439,14 @@ def synthetic_records(
 
 
 DESCRIBE_QUESTION = "What is shown in this clip? List every thing with its time."
-_DESCRIBE_BODIES = {"shape": "{colour} {shape} with {word}", "code": "code {code} in {colour}"}
-
-
-def describe_records(spec: SynthSpec, clip_config: ClipConfig | None = None, *, style_seed: int = 0) -> list[dict]:
-    """Perception records: one single-clip record per clip of the video, whose memory lists everything the clip's
-    frames show (each thing with the time it is first sampled) and whose answer is how many things that is.
-
-    Question records keep only what their question needs, so most of their steps teach "nothing relevant here";
-    these name every event, which gives a from-scratch vision tower several labelled events per example (the
-    perception curriculum shared/docs/training-notes.md asks for). They use the same prompt builder, as an
-    open-ended question over a one-clip video, and the same event wording as the question records' memories."""
-    cfg = clip_config or ClipConfig()
-    video = _synth_video(spec)
-    clips = plan_clips(synth_info(spec), cfg)
-    name = f"synth-{spec.seed}-{spec.length_factor:g}x"
-    records = []
-    for clip, clip_seen in zip(clips, seen_per_clip(video, clips)):
-        rng = random.Random(f"videomem-describe/{spec.seed}/{spec.length_factor}/{clip.index}/{style_seed}")
-        layout, fmt_time, sep = rng.choice(_LAYOUTS), rng.choice(_TIMES), rng.choice(_SEPARATORS)
-        lines = [
-            layout.format(t=fmt_time(t), b=_DESCRIBE_BODIES[ev.kind].format(**ev.as_dict()))
-            for ev, t in clip_seen
-        ]
-        n = len(lines)
-        records.append(
-            {
-                "schema": SCHEMA_VERSION,
-                "id": f"{name}/describe-{clip.index}",
-                "source": "synthetic",
-                "video": None,
-                "synth": asdict(spec),
-                "duration": spec.duration,
-                "family": "describe",
-                "question": DESCRIBE_QUESTION,
-                "options": None,
-                "answer": str(n),
-                "clip_config": cfg.model_dump(),
-                "clips": [{"start": clip.start, "end": clip.end, "timestamps": list(clip.timestamps)}],
-                "steps": [{"memory": sep.join(lines) or "Nothing shown", "answer": f"{n} thing{'s' * (n != 1)}"}],
-                "final_correct": True,
-            }
-        )
-    return records
 
 
 def event_records(spec: SynthSpec, frames: int = 2, *, style_seed: int = 0) -> list[dict]:
     """The easiest perception records: one per event of the video, a short clip that is exactly the event's slot
     with `frames` frames inside it, and the one event as the memory. A clip of 2 frames is one temporal patch of a
     Qwen VLM (16 video tokens at 128x128), so the answer sits in every video token the model sees: this is where a
-    from-scratch vision tower first learns colours, shapes, words and codes (a 60 s describe clip hides each event
-    in 1-2 of 8 frame groups). Same record schema and prompt builder as the other records."""
+    from-scratch vision tower first learns colours, shapes, words and codes (a 60 s clip hides each event in 1-2 of
+    8 frame groups). Same record schema and prompt builder as the other records."""
     video = _synth_video(spec)
     name = f"synth-{spec.seed}-{spec.length_factor:g}x"
     records = []
