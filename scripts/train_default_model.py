@@ -65,6 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stage1-minutes", type=float, default=18.0, help="time budget of stage 1 (event records only)")
     ap.add_argument("--stage1-sec-per-example", type=float, default=0.07, help="expected stage-1 speed, for max_steps")
     ap.add_argument("--stage1-batch-size", type=int, default=16)
+    ap.add_argument("--copy-minutes", type=float, default=8.0,
+                    help="time budget of the copy stage (text only, after stage 1: videomem.train.copy_stage)")
     ap.add_argument("--install", action="store_true", help="copy the final model into videomem/assets/default-model")
     ap.add_argument("--arch", default="qwen3_vl", choices=["qwen3_vl", "qwen2_5_vl"])
     ap.add_argument("--text-hidden", type=int, default=256)
@@ -185,6 +187,7 @@ def stage2_records(a, clip_cfg: ClipConfig) -> list[dict]:
 def main(argv=None) -> None:
     a = parse_args(argv)
     from videomem.train.chain_data import read_records
+    from videomem.train.copy_stage import train_copy
 
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
@@ -201,11 +204,14 @@ def main(argv=None) -> None:
     else:
         examples = training_examples({"event": events}, {"event": 1})
         run_stage(a, "stage 1", init, stage1, examples, a.stage1_minutes, a.stage1_sec_per_example, a.stage1_batch_size)
+    # Copying: the language model alone, on texts that repeat themselves (induction heads; videomem.train.copy_stage).
+    copied = train_copy(stage1 / "final", out / "copy", minutes=a.copy_minutes, seed=a.seed,
+                        log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
     # Stage 2, the memory task (evidence steps repeated), with code events mixed in: stage 1 leaves codes unread.
     code_events = [r for r in events if "code " in r["steps"][0]["memory"]]
     examples = training_examples({"question": stage2_records(a, clip_cfg), "code event": code_events},
                                  {"question": 1, "code event": a.code_event_repeat}, evidence_repeat=a.evidence_repeat)
-    final = run_stage(a, "stage 2", stage1 / "final", out, examples, a.minutes, a.sec_per_example, a.batch_size)
+    final = run_stage(a, "stage 2", copied, out, examples, a.minutes, a.sec_per_example, a.batch_size)
     size = sum(f.stat().st_size for f in final.iterdir())
     print(f"[done] {final} ({size / 1e6:.1f} MB) in {(time.time() - t0) / 60:.1f} min")
     if a.install:

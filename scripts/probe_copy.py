@@ -1,0 +1,74 @@
+"""Can a model copy from its context? Two teacher-forced measures on held-out data (dataset seed 7).
+
+    python scripts/probe_copy.py runs/default-model/final
+    python scripts/probe_copy.py runs/default-model/checkpoint-600 --base runs/default-model/copy/final
+
+1. copy texts (videomem.train.copy_stage.copy_text, seeds never used in training): the share of the second half's
+   content tokens predicted right (copy_accuracy): 0 for a model without induction heads.
+2. question records of --videos held-out 1x videos in the stage-2 format (plain wording, think block, clip-start
+   times): the share of target tokens predicted right, by part of the target: the think block (naming what the clip
+   shows), the memory, and the memory's subject words (upper-case words: the question's word, or an option's), which
+   must be copied from the prompt or named from the clip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from videomem.backends.hf import HFBackend
+from videomem.config import load_config
+from videomem.synth.generate import dataset_specs
+from videomem.train.batching import SFTExample, encode_example
+from videomem.train.chain_data import record_to_steps, step_frames, synthetic_records
+from videomem.train.copy_stage import copy_accuracy, copy_text
+from videomem.train.sft import export_checkpoint
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", type=Path, help="model directory, or a trainer checkpoint directory with --base")
+    ap.add_argument("--base", type=Path, default=None)
+    ap.add_argument("--videos", type=int, default=3)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    path = a.model
+    if not (path / "config.json").is_file():
+        if a.base is None:
+            raise SystemExit(f"{path} is not a model directory; pass --base <the model it was trained from>")
+        path = export_checkpoint(path, a.base, Path(tempfile.mkdtemp()))
+    backend = HFBackend(str(path))
+    texts = [copy_text(random.Random(f"videomem-copy-probe/{i}")) for i in range(100)]
+    print(f"copy texts: content-token accuracy {copy_accuracy(backend.model, backend.tokenizer, texts):.3f}")
+
+    clips = load_config(None, {"model.model": str(path)}).clips
+    hits, totals = Counter(), Counter()
+    for spec in dataset_specs(7, (1.0,), a.videos):
+        for rec in synthetic_records(spec, clips, plain=True, observe=True, clip_times=True):
+            for step in record_to_steps(rec):
+                example = SFTExample(step, lambda ts, rec=rec, step=step: step_frames(rec, step))
+                enc = encode_example(backend, example, min_pixels=clips.min_pixels, max_pixels=clips.max_pixels)
+                labels = enc.pop("labels")[0]
+                with torch.no_grad():
+                    pred = backend.model(**enc).logits[0].argmax(-1)
+                part = "think"
+                for p in (labels[1:] != -100).nonzero().flatten().tolist():
+                    token = backend.tokenizer.decode([int(labels[p + 1])])
+                    part = "memory" if "<memory" in token else "answer" if "answer" in token else part
+                    right = int(pred[p] == labels[p + 1])
+                    hits[part] += right
+                    totals[part] += 1
+                    if part == "memory" and token.strip().isupper() and len(token.strip()) > 2:
+                        hits["memory: subject words"] += right
+                        totals["memory: subject words"] += 1
+    for part in ("think", "memory", "memory: subject words", "answer"):
+        print(f"question steps, {part}: {hits[part]}/{totals[part]} = {hits[part] / max(totals[part], 1):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The copy stage: texts whose second half is a copy or a lookup of the first, and the text-only trainer."""
+
+import random
+import re
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from videomem.models import build_tiny_vlm
+from videomem.train.copy_stage import copy_accuracy, copy_text, train_copy
+
+
+def _segments(half: str) -> list[str]:
+    half = re.sub(r"^(list|again): ", "", half)
+    return [s for s in re.split(r"; | (?=\([A-D]\) )", half) if s]
+
+
+def test_the_second_half_only_repeats_or_looks_up_the_first():
+    kinds = set()
+    for i in range(300):
+        text = copy_text(random.Random(i))
+        head, tail = text.split("\n")
+        assert set(_segments(tail)) <= set(_segments(head)), text
+        kinds.add(tail.split(" ", 1)[0] if tail.startswith(("again", "word")) else "option")
+    assert kinds == {"again:", "word", "option"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_vlm("qwen3_vl", tmp_path_factory.mktemp("copy") / "m", text_hidden=64, vision_hidden=32)
+
+
+def test_train_copy_teaches_copying_and_leaves_the_vision_tower(tiny, tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    texts = [copy_text(random.Random(f"test/{i}")) for i in range(30)]
+    before = copy_accuracy(AutoModelForImageTextToText.from_pretrained(tiny), tok, texts)
+    logs = []
+    final = train_copy(tiny, tmp_path / "copy", minutes=5, max_steps=150, batch_size=16, lr=3e-3, warmup=10, log=logs.append)
+    after = copy_accuracy(AutoModelForImageTextToText.from_pretrained(final), tok, texts)
+    assert after > before + 0.15, (before, after)
+    old, new = load_file(tiny / "model.safetensors"), load_file(final / "model.safetensors")
+    assert old.keys() == new.keys()
+    for name in old:
+        same = torch.equal(old[name], new[name])
+        assert same == ("visual" in name), name  # the vision tower untouched, every language weight trained
+    assert (final / "tokenizer.json").is_file() and any("step 150/150" in m for m in logs)
+    # done: a rerun returns the saved model without training
+    logs.clear()
+    assert train_copy(tiny, tmp_path / "copy", minutes=5, log=logs.append) == final and logs == [f"[copy] done: {final}"]

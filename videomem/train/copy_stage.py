@@ -1,0 +1,146 @@
+"""Text-only copy training for a language model trained from scratch: teach it to copy from its context before it
+learns the memory task.
+
+Why: every step of the memory loop copies (the previous memory into the new one, the question's subject into an
+empty-memory line, an option's text into the conclusion). A tiny model trained from random weights on the memory
+records alone never learned to copy: after 700 steps, and after 4,400 steps of earlier runs, its teacher-forced
+accuracy on a word it had to copy was 0 and it could not even repeat a 12-word list it had just read (1 of 220
+tokens; docs/training-log.md, run 5). Copying needs induction heads, which form quickly on text that repeats itself
+and hardly at all when repeats are rare. So this stage trains the language model alone (no frames: ~20x faster per
+token than the video steps) on short texts built from the synthetic videos' vocabulary, whose second half repeats or
+looks up their first half.
+
+Sequences (each a few dozen tokens; the loss covers every token, as in language-model pretraining):
+- a list of items, then the same list again;
+- lettered options, then letters asked again with their texts ("(C) blue");
+- facts "word SHIP: red circle", then some of them again by their word.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from videomem.synth.scene import CODE_DIGITS, CODE_LETTERS, COLOURS, SHAPES, WORDS
+from videomem.train.sft import copy_model_files
+
+
+def _item(rng: random.Random) -> str:
+    kind = rng.randrange(5)
+    if kind == 0:
+        return rng.choice(WORDS)
+    if kind == 1:
+        return f"{rng.choice(list(COLOURS))} {rng.choice(SHAPES)}"
+    if kind == 2:
+        return rng.choice(CODE_LETTERS) + rng.choice(CODE_DIGITS) + rng.choice(CODE_LETTERS)
+    if kind == 3:
+        return f"{rng.randrange(60)}:{rng.randrange(60):02d}"
+    return str(rng.randrange(1, 40))
+
+
+def copy_text(rng: random.Random) -> str:
+    """One training text whose second half can only be predicted by copying from its first half."""
+    kind = rng.randrange(3)
+    if kind == 0:
+        items = [_item(rng) for _ in range(rng.randint(3, 12))]
+        return "list: " + "; ".join(items) + "\nagain: " + "; ".join(items)
+    if kind == 1:
+        options = [_item(rng) for _ in range(4)]
+        asked = [rng.randrange(4) for _ in range(rng.randint(2, 6))]
+        return (" ".join(f"({'ABCD'[i]}) {o}" for i, o in enumerate(options)) + "\n"
+                + " ".join(f"({'ABCD'[i]}) {options[i]}" for i in asked))  # fmt: skip
+    words = rng.sample(WORDS, rng.randint(2, 8))
+    facts = {w: f"{rng.choice(list(COLOURS))} {rng.choice(SHAPES)}" for w in words}
+    asked = [rng.choice(words) for _ in range(rng.randint(2, 6))]
+    return "; ".join(f"word {w}: {facts[w]}" for w in words) + "\n" + "; ".join(f"word {w}: {facts[w]}" for w in asked)
+
+
+_FORMAT = "list: again: ; (A) (B) (C) (D) word : \n"  # what the second half holds besides copied content
+
+
+def copy_accuracy(model, tokenizer, texts: list[str]) -> float:
+    """Share of the second half's content tokens (after the first newline; not punctuation, list words or option
+    letters, which the format alone predicts or which are drawn at random) the model predicts right."""
+    fmt = set(tokenizer(_FORMAT)["input_ids"]) | {tokenizer.convert_tokens_to_ids(c) for c in "ABCD"}
+    hits = total = 0
+    model.eval()
+    with torch.no_grad():
+        for text in texts:
+            head, _ = text.split("\n", 1)
+            n_head = len(tokenizer(head + "\n")["input_ids"])
+            ids = tokenizer(text, return_tensors="pt")["input_ids"]
+            pred = model(input_ids=ids).logits[0, :-1].argmax(-1)
+            for p in range(n_head, ids.shape[1]):
+                if int(ids[0, p]) not in fmt:
+                    hits += int(pred[p - 1] == ids[0, p])
+                    total += 1
+    model.train()
+    return hits / max(total, 1)
+
+
+def train_copy(
+    model_dir: str | Path,
+    out: str | Path,
+    *,
+    minutes: float,
+    sec_per_step: float = 0.66,
+    max_steps: int | None = None,
+    batch_size: int = 32,
+    lr: float = 6e-4,
+    warmup: int = 50,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train `model_dir`'s language model on copy texts for about `minutes` (max_steps from `sec_per_step` unless
+    given; a time guard stops early), and save the whole model (vision tower untouched) to out/final. Done if
+    out/final exists."""
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    out = Path(out)
+    final = out / "final"
+    if (final / "config.json").is_file():
+        log(f"[copy] done: {final}")
+        return final
+    torch.manual_seed(seed)
+    rng = random.Random(f"videomem-copy/{seed}")
+    held_out = [copy_text(random.Random(f"videomem-copy-eval/{i}")) for i in range(60)]
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    model.train()
+    params = [p for n, p in model.named_parameters() if "visual" not in n]  # the vision tower keeps stage 1's weights
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    max_steps = max_steps or max(20, int(minutes * 60 / sec_per_step))
+    schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, max_steps) / max_steps))  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    log(f"[copy] max_steps {max_steps} (budget {minutes} min), batch {batch_size}, lr {lr}; "
+        f"copy accuracy before: {copy_accuracy(model, tokenizer, held_out):.3f}")  # fmt: skip
+    deadline, t0 = time.time() + minutes * 60, time.time()
+    for step in range(1, max_steps + 1):
+        rows = [tokenizer(copy_text(rng))["input_ids"] for _ in range(batch_size)]
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        labels = torch.tensor([r + [-100] * (width - len(r)) for r in rows])
+        mask = (labels != -100).long()
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 100 == 0 or step == max_steps or time.time() > deadline:
+            acc = copy_accuracy(model, tokenizer, held_out[:20])
+            log(f"[copy] step {step}/{max_steps} loss {loss.item():.3f} copy accuracy {acc:.3f} "
+                f"({(time.time() - t0) / step:.2f} s/step)")  # fmt: skip
+        if time.time() > deadline:
+            log(f"[copy] time budget spent at step {step}")
+            break
+    log(f"[copy] copy accuracy after: {copy_accuracy(model, tokenizer, held_out):.3f}")
+    model.save_pretrained(final)
+    copy_model_files(Path(model_dir), final)
+    return final
