@@ -8,7 +8,9 @@
 2. question records of --videos held-out 1x videos in the stage-2 format (plain wording, think block, clip-start
    times): the share of target tokens predicted right, by part of the target: the think block (naming what the clip
    shows), the memory, and the memory's subject words (upper-case words: the question's word, or an option's), which
-   must be copied from the prompt or named from the clip.
+   must be copied from the prompt or named from the clip; and, at clips 1 (empty memory before), the memory's first
+   token, which says whether the clip holds what the question asks ("No ..." or "[0:00] ..."; "count 0" or
+   "[0:00] ..."), split by whether it does: the choice of what to remember.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def main(argv=None) -> None:
     ap.add_argument("model", type=Path, help="model directory, or a trainer checkpoint directory with --base")
     ap.add_argument("--base", type=Path, default=None)
     ap.add_argument("--videos", type=int, default=3)
+    ap.add_argument("--mark", action="store_true", help="think blocks mark what the question needs (run 7 on)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     path = a.model
@@ -49,24 +52,30 @@ def main(argv=None) -> None:
     clips = load_config(None, {"model.model": str(path)}).clips
     hits, totals = Counter(), Counter()
     for spec in dataset_specs(7, (1.0,), a.videos):
-        for rec in synthetic_records(spec, clips, plain=True, observe=True, clip_times=True):
+        for rec in synthetic_records(spec, clips, plain=True, observe=True, mark=a.mark, clip_times=True):
             for step in record_to_steps(rec):
                 example = SFTExample(step, lambda ts, rec=rec, step=step: step_frames(rec, step))
                 enc = encode_example(backend, example, min_pixels=clips.min_pixels, max_pixels=clips.max_pixels)
                 labels = enc.pop("labels")[0]
                 with torch.no_grad():
                     pred = backend.model(**enc).logits[0].argmax(-1)
-                part = "think"
+                part, first = "think", step.index == 0
+                evidence = "evidence" if step.index == 0 and not step.memory.startswith(("No ", "count 0")) else "none"
                 for p in (labels[1:] != -100).nonzero().flatten().tolist():
                     token = backend.tokenizer.decode([int(labels[p + 1])])
                     part = "memory" if "<memory" in token else "answer" if "answer" in token else part
                     right = int(pred[p] == labels[p + 1])
                     hits[part] += right
                     totals[part] += 1
+                    if part == "memory" and first and "<memory" not in token and token != ">":
+                        hits[f"clip 1, first memory token ({evidence})"] += right
+                        totals[f"clip 1, first memory token ({evidence})"] += 1
+                        first = False
                     if part == "memory" and token.strip().isupper() and len(token.strip()) > 2:
                         hits["memory: subject words"] += right
                         totals["memory: subject words"] += 1
-    for part in ("think", "memory", "memory: subject words", "answer"):
+    for part in ("think", "memory", "memory: subject words", "answer", "clip 1, first memory token (evidence)",
+                 "clip 1, first memory token (none)"):
         print(f"question steps, {part}: {hits[part]}/{totals[part]} = {hits[part] / max(totals[part], 1):.3f}")
 
 

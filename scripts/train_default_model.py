@@ -178,7 +178,7 @@ def stage2_records(a, clip_cfg: ClipConfig) -> list[dict]:
     choice of what the question needs), facts timed by their clip's start (stated in the prompt)."""
     from videomem.train.chain_data import build_synthetic
 
-    records = list(build_synthetic(specs_for(a, a.videos), clip_cfg, plain=True, observe=True, clip_times=True))
+    records = list(build_synthetic(specs_for(a, a.videos), clip_cfg, plain=True, observe=True, mark=True, clip_times=True))
     guessed = sum(not r["final_correct"] for r in records)
     print(f"[data] stage 2: {len(records)} question records, {guessed} ending on a guess (evidence not sampled)")
     return records

@@ -296,6 +296,27 @@ def test_observed_steps_name_every_event_the_clip_shows_before_the_memory():
     assert any(re.search(r"\[\d+:\d\d\]", s["memory"]) for r in recs for s in r["steps"])
 
 
+def test_marked_observations_say_which_events_the_memory_keeps():
+    cfg = ClipConfig(clip_seconds=60, frames_per_clip=16)
+    for seed in range(4):
+        spec = SynthSpec(seed=seed, length_factor=2)
+        plain = synthetic_records(spec, cfg, plain=True, observe=True, clip_times=True)
+        marked = synthetic_records(spec, cfg, plain=True, observe=True, mark=True, clip_times=True)
+        for rec, ref in zip(marked, plain, strict=True):
+            facts_before: set[str] = set()
+            for step, unmarked in zip(record_to_steps(rec), record_to_steps(ref), strict=True):
+                assert re.sub(r": (yes|no)(?=;|$)", "", step.observed) == unmarked.observed
+                assert step.memory == unmarked.memory and step.answer == unmarked.answer
+                items = step.observed.split("; ") if step.observed != "nothing" else []
+                assert all(item.endswith((": yes", ": no")) for item in items)
+                facts = {line for line in step.memory.split("\n") if line.startswith("[")}
+                if facts - facts_before:  # the memory gained a fact: the clip showed an event marked yes
+                    assert any(item.endswith(": yes") for item in items), (rec["question"], step.observed, step.memory)
+                if any(item.endswith(": yes") for item in items):
+                    assert facts, (rec["question"], step.observed)  # marked yes: the memory holds a fact
+                facts_before = facts
+
+
 def test_event_records_show_one_event_in_every_frame():
     spec = SynthSpec(seed=4)
     recs = event_records(spec, frames=2)

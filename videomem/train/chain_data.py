@@ -353,11 +353,14 @@ def chain_for_question(
     seen: list[list[tuple[Event, float]]] | None = None,
     plain: bool = False,
     observe: bool = False,
+    mark: bool = False,
     clip_times: bool = False,
 ) -> list[dict]:
     """[{"memory": M_t, "answer": a_t}] for t = 1..T; with observe, also "observed": every event the clip shows,
-    in time order (the think block written before the memory). clip_times: a fact's time is its clip's start,
-    which the step prompt states in text, instead of the sample time (read off the video's timestamps)."""
+    in time order (the think block written before the memory); with mark, each followed by ": yes" or ": no",
+    whether the question needs it, decided where the event's own tokens are the latest ones (a look back for the same
+    tokens in the question), not at the memory's first token. clip_times: a fact's time is its clip's start, which
+    the step prompt states in text, instead of the sample time (read off the video's timestamps)."""
     seen = seen if seen is not None else seen_per_clip(video, clips)
     family, options = question["family"], question["options"]
     m = _QUESTION_FIELDS.get(family)
@@ -389,7 +392,14 @@ def chain_for_question(
             lines.append(style.conclusion.format(letter=answer, text=options[LETTERS.index(answer)]))
         step = {"memory": style.separator.join(lines), "answer": answer}
         if observe:
-            step["observed"] = "; ".join(_DESCRIBE_BODIES[ev.kind].format(**ev.as_dict()) for ev, _ in clip_seen) or "nothing"
+            step["observed"] = (
+                "; ".join(
+                    _DESCRIBE_BODIES[ev.kind].format(**ev.as_dict())
+                    + (f": {'yes' if _relevant(family, fields, options, ev) else 'no'}" if mark else "")
+                    for ev, _ in clip_seen
+                )
+                or "nothing"
+            )
         steps.append(step)
     return steps
 
@@ -402,10 +412,11 @@ def synthetic_records(
     style_seed: int = 0,
     plain: bool = False,
     observe: bool = False,
+    mark: bool = False,
     clip_times: bool = False,
 ) -> list[dict]:
     """One record per question of the video `spec` describes; deterministic in its arguments. plain: one fixed
-    wording per family (Style.plain) instead of a drawn one; observe, clip_times: see chain_for_question."""
+    wording per family (Style.plain) instead of a drawn one; observe, mark, clip_times: see chain_for_question."""
     cfg = clip_config or ClipConfig()
     video = _synth_video(spec)
     clips = plan_clips(synth_info(spec), cfg)
@@ -429,7 +440,16 @@ def synthetic_records(
                 "clip_config": cfg.model_dump(),
                 "clips": [{"start": c.start, "end": c.end, "timestamps": list(c.timestamps)} for c in clips],
                 "steps": chain_for_question(
-                    video, q, clips, rng, conclude=conclude, seen=seen, plain=plain, observe=observe, clip_times=clip_times
+                    video,
+                    q,
+                    clips,
+                    rng,
+                    conclude=conclude,
+                    seen=seen,
+                    plain=plain,
+                    observe=observe,
+                    mark=mark,
+                    clip_times=clip_times,
                 ),
             }
         )
