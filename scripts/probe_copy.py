@@ -67,6 +67,9 @@ def main(argv=None) -> None:
                     right = int(pred[p] == labels[p + 1])
                     hits[part] += right
                     totals[part] += 1
+                    if part == "think" and token.strip() in ("yes", "no"):
+                        hits[f"think: marks ({token.strip()})"] += right
+                        totals[f"think: marks ({token.strip()})"] += 1
                     if part == "memory" and first and "<memory" not in token and token != ">":
                         hits[f"clip 1, first memory token ({evidence})"] += right
                         totals[f"clip 1, first memory token ({evidence})"] += 1
@@ -74,7 +77,7 @@ def main(argv=None) -> None:
                     if part == "memory" and token.strip().isupper() and len(token.strip()) > 2:
                         hits["memory: subject words"] += right
                         totals["memory: subject words"] += 1
-    for part in ("think", "memory", "memory: subject words", "answer", "clip 1, first memory token (evidence)",
+    for part in ("think", "think: marks (yes)", "think: marks (no)", "memory", "memory: subject words", "answer", "clip 1, first memory token (evidence)",
                  "clip 1, first memory token (none)"):
         print(f"question steps, {part}: {hits[part]}/{totals[part]} = {hits[part] / max(totals[part], 1):.3f}")
 

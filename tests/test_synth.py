@@ -162,12 +162,13 @@ def test_mp4_frames_match_render_frames(tmp_path):
     rendered = render_frames(video, [i / fps for i in range(len(decoded))])
     for got, want in zip(decoded, rendered):
         assert np.abs(got.astype(int) - want.astype(int)).mean() < 4
-    # The frame in the middle of each event shows it: a large part of the frame is far from the background.
+    # The frame in the middle of each event shows it: a large part of the frame is far from the background (a
+    # code's three separate glyphs cover ~10-13%, a shape and its word more).
     blank = np.array(BACKGROUND)
     assert video.events
     for ev in video.events:
         i = round((ev.start + ev.end) / 2 * fps)
-        assert (np.abs(decoded[i].astype(int) - blank).max(axis=2) > 80).mean() > 0.1
+        assert (np.abs(decoded[i].astype(int) - blank).max(axis=2) > 80).mean() > 0.07
     # Through the project's reader, with the synthetic reading plan (clips of base/4 s x 16 frames).
     cfg = ClipConfig(clip_seconds=video.spec.base_seconds / 4, frames_per_clip=16, prefetch=False)
     with ClipReader(path, cfg, 16) as reader:

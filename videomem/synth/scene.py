@@ -159,16 +159,20 @@ def _render_look(look: tuple | None, width: int, height: int) -> np.ndarray:
             draw.text((width / 2, height * 0.84), word, fill=TEXT_BLACK, font=_font(size), anchor="mm",
                       stroke_width=max(1, size // 16), stroke_fill=TEXT_BLACK)  # fmt: skip
         elif kind == "code":
-            size, rgb = _fit(code, 0.45 * height, 0.85 * width), COLOURS[colour]
-            draw.text(
-                (width / 2, height / 2),
-                code,
-                fill=rgb,
-                font=_font(size),
-                anchor="mm",
-                stroke_width=max(1, size // 12),
-                stroke_fill=rgb,
-            )
+            # One cell per character, each glyph centred in its own: drawn as one string at this size, the thick
+            # strokes made neighbouring characters touch ("X9N" read as one blob at 128x128).
+            cell, rgb = 0.9 * width / len(code), COLOURS[colour]
+            size = min(_fit(ch, 0.5 * height, 0.85 * cell) for ch in code)
+            for i, ch in enumerate(code):
+                draw.text(
+                    (width / 2 + (i - (len(code) - 1) / 2) * cell, height / 2),
+                    ch,
+                    fill=rgb,
+                    font=_font(size),
+                    anchor="mm",
+                    stroke_width=max(1, size // 20),  # bold, but digits keep their holes
+                    stroke_fill=rgb,
+                )
         else:
             raise ValueError(f"unknown event kind {kind!r}")
     arr = np.asarray(img)
