@@ -1,4 +1,4 @@
-"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about 95 minutes.
+"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about 90 minutes.
 
     python scripts/train_default_model.py --install   # writes runs/default-model/, then replaces videomem/assets/default-model
     python scripts/eval_default_model.py --model runs/default-model/final --metrics runs/default-model/metrics.jsonl
@@ -19,13 +19,16 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    read videos the way it was trained.
 3. Stage 1, perception (--stage1-minutes, 18): event records only. Mixed training from the start left the vision
    tower unused (every memory the same whatever the clip showed; docs/training-log.md, run 3).
-4. Stage 2, the memory task (--minutes, 70), from stage 1's weights: the question records in one wording per family,
-   each step first naming in a think block everything its clip shows, then the memory (facts timed by their clip's
-   start) and the answer (docs/training-log.md, run 5: without the think block the model did not learn which facts
-   a question needs); steps whose clip adds evidence x2, code event records x2.
+4. Copy stage (--copy-minutes, 8): the language model alone on texts that repeat or look up their first half
+   (videomem.train.copy_stage). Trained from random weights on the records alone, it never learned to copy, which
+   every memory step needs (docs/training-log.md, run 5).
+5. Stage 2, the memory task (--minutes, 60), from the copy stage's weights: the question records in one wording per
+   family, each step first naming in a think block everything its clip shows, each event marked yes or no (does the
+   question need it), then the memory (facts timed by their clip's start) and the answer (docs/training-log.md,
+   runs 5-7); steps whose clip adds evidence x2, code event records x2.
    Each stage: AdamW, lr 6e-4, warm-up then cosine (training-notes); max_steps from the time budget and the expected
    speed; a time guard stops early (checkpoint + export) if steps are slower.
-5. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/stage1/; --install copies final into
+6. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/stage1/, <out>/copy/; --install copies final into
    videomem/assets/default-model.
 """
 
