@@ -177,8 +177,8 @@ def build_data(a, clip_cfg: ClipConfig, path: Path) -> Path:
 
 def stage2_records(a, clip_cfg: ClipConfig) -> list[dict]:
     """The memory task as the model learns it: the question records' videos again, in one wording per family
-    (Style.plain), each step first naming everything its clip shows (the think block: perception, then a text-to-text
-    choice of what the question needs), facts timed by their clip's start (stated in the prompt)."""
+    (Style.plain), each step first naming everything its clip shows, each event marked yes or no (the think block:
+    perception, then whether the question needs it), facts timed by their clip's start (stated in the prompt)."""
     from videomem.train.chain_data import build_synthetic
 
     records = list(build_synthetic(specs_for(a, a.videos), clip_cfg, plain=True, observe=True, mark=True, clip_times=True))

@@ -3,9 +3,9 @@ learns the memory task.
 
 Why: every step of the memory loop copies (the previous memory into the new one, the question's subject into an
 empty-memory line, an option's text into the conclusion). A tiny model trained from random weights on the memory
-records alone never learned to copy: after 700 steps, and after 4,400 steps of earlier runs, its teacher-forced
-accuracy on a word it had to copy was 0 and it could not even repeat a 12-word list it had just read (1 of 220
-tokens; docs/training-log.md, run 5). Copying needs induction heads, which form quickly on text that repeats itself
+records alone never learned to copy: after 600 steps of the memory task its teacher-forced accuracy on the words it
+had to copy was 0 of 107, and it predicted 6% of the content of a list it had just read when the list came again
+(scripts/probe_copy.py; docs/training-log.md, run 5). Copying needs induction heads, which form quickly on text that repeats itself
 and hardly at all when repeats are rare. So this stage trains the language model alone (no frames: ~20x faster per
 token than the video steps) on short texts built from the synthetic videos' vocabulary, whose second half repeats or
 looks up their first half.
