@@ -22,6 +22,7 @@ from videomem.config import ClipConfig
 from videomem.parse import format_options
 from videomem.synth.generate import dataset_specs
 from videomem.train.chain_data import build_synthetic
+from videomem.train.copy_stage import text_batch
 
 
 def marked_texts(seed: int, videos: int) -> list[str]:
@@ -66,11 +67,7 @@ def main(argv=None) -> None:
     rng, t0, step = random.Random(0), time.time(), 0
     while time.time() - t0 < a.minutes * 60:
         step += 1
-        rows = [tok(rng.choice(train))["input_ids"] for _ in range(32)]
-        width = max(map(len, rows))
-        ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
-        labels = torch.tensor([r + [-100] * (width - len(r)) for r in rows])
-        loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
+        loss = model(**text_batch(tok, [rng.choice(train) for _ in range(32)])).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()

@@ -60,6 +60,19 @@ def copy_text(rng: random.Random) -> str:
     return "; ".join(f"word {w}: {facts[w]}" for w in words) + "\n" + "; ".join(f"word {w}: {facts[w]}" for w in asked)
 
 
+def text_batch(tokenizer, texts: list[str]) -> dict[str, torch.Tensor]:
+    """Language-model inputs for `texts`: right-padded ids, attention mask, labels on every real token."""
+    rows = [tokenizer(t)["input_ids"] for t in texts]
+    width = max(map(len, rows))
+    labels = torch.tensor([r + [-100] * (width - len(r)) for r in rows])
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return {
+        "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+        "attention_mask": (labels != -100).long(),
+        "labels": labels,
+    }
+
+
 _FORMAT = "list: again: ; (A) (B) (C) (D) word : \n"  # what the second half holds besides copied content
 
 
@@ -117,17 +130,11 @@ def train_copy(
     max_steps = max_steps or max(20, int(minutes * 60 / sec_per_step))
     schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, max_steps) / max_steps))  # noqa: E731
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     log(f"[copy] max_steps {max_steps} (budget {minutes} min), batch {batch_size}, lr {lr}; "
         f"copy accuracy before: {copy_accuracy(model, tokenizer, held_out):.3f}")  # fmt: skip
     deadline, t0 = time.time() + minutes * 60, time.time()
     for step in range(1, max_steps + 1):
-        rows = [tokenizer(copy_text(rng))["input_ids"] for _ in range(batch_size)]
-        width = max(map(len, rows))
-        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-        labels = torch.tensor([r + [-100] * (width - len(r)) for r in rows])
-        mask = (labels != -100).long()
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss = model(**text_batch(tokenizer, [copy_text(rng) for _ in range(batch_size)])).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
