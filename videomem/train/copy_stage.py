@@ -128,7 +128,7 @@ def train_copy(
     params = [p for n, p in model.named_parameters() if "visual" not in n]  # the vision tower keeps stage 1's weights
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     max_steps = max_steps or max(20, int(minutes * 60 / sec_per_step))
-    schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, max_steps) / max_steps))  # noqa: E731
+    schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, max_steps) / max_steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     log(f"[copy] max_steps {max_steps} (budget {minutes} min), batch {batch_size}, lr {lr}; "
         f"copy accuracy before: {copy_accuracy(model, tokenizer, held_out):.3f}")  # fmt: skip
