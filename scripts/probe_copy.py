@@ -77,8 +77,9 @@ def main(argv=None) -> None:
                     if part == "memory" and token.strip().isupper() and len(token.strip()) > 2:
                         hits["memory: subject words"] += right
                         totals["memory: subject words"] += 1
-    for part in ("think", "think: marks (yes)", "think: marks (no)", "memory", "memory: subject words", "answer", "clip 1, first memory token (evidence)",
-                 "clip 1, first memory token (none)"):
+    parts = ("think", "think: marks (yes)", "think: marks (no)", "memory", "memory: subject words", "answer",
+             "clip 1, first memory token (evidence)", "clip 1, first memory token (none)")  # fmt: skip
+    for part in parts:
         print(f"question steps, {part}: {hits[part]}/{totals[part]} = {hits[part] / max(totals[part], 1):.3f}")
 
 
