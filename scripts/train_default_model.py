@@ -70,6 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stage1-batch-size", type=int, default=16)
     ap.add_argument("--copy-minutes", type=float, default=8.0,
                     help="time budget of the copy stage (text only, after stage 1: videomem.train.copy_stage)")
+    ap.add_argument("--text-minutes", type=float, default=20.0,
+                    help="time budget of the text stage (the memory task's text operations without frames, after the "
+                    "copy stage: videomem.train.text_stage)")
     ap.add_argument("--install", action="store_true", help="copy the final model into videomem/assets/default-model")
     ap.add_argument("--arch", default="qwen3_vl", choices=["qwen3_vl", "qwen2_5_vl"])
     ap.add_argument("--text-hidden", type=int, default=256)
@@ -191,6 +194,7 @@ def main(argv=None) -> None:
     a = parse_args(argv)
     from videomem.train.chain_data import read_records
     from videomem.train.copy_stage import train_copy
+    from videomem.train.text_stage import train_text_stage
 
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
@@ -208,13 +212,15 @@ def main(argv=None) -> None:
         examples = training_examples({"event": events}, {"event": 1})
         run_stage(a, "stage 1", init, stage1, examples, a.stage1_minutes, a.stage1_sec_per_example, a.stage1_batch_size)
     # Copying: the language model alone, on texts that repeat themselves (induction heads; videomem.train.copy_stage).
-    copied = train_copy(stage1 / "final", out / "copy", minutes=a.copy_minutes, seed=a.seed,
-                        log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
+    stamp = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)
+    copied = train_copy(stage1 / "final", out / "copy", minutes=a.copy_minutes, seed=a.seed, log=stamp)
+    # The step's text operations (marks, memory, answer) on fresh steps without frames (videomem.train.text_stage).
+    texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed, log=stamp)
     # Stage 2, the memory task (evidence steps repeated), with code events mixed in: stage 1 leaves codes unread.
     code_events = [r for r in events if "code " in r["steps"][0]["memory"]]
     examples = training_examples({"question": stage2_records(a, clip_cfg), "code event": code_events},
                                  {"question": 1, "code event": a.code_event_repeat}, evidence_repeat=a.evidence_repeat)
-    final = run_stage(a, "stage 2", copied, out, examples, a.minutes, a.sec_per_example, a.batch_size)
+    final = run_stage(a, "stage 2", texted, out, examples, a.minutes, a.sec_per_example, a.batch_size)
     size = sum(f.stat().st_size for f in final.iterdir())
     print(f"[done] {final} ({size / 1e6:.1f} MB) in {(time.time() - t0) / 60:.1f} min")
     if a.install:

@@ -94,7 +94,7 @@ def test_labels_cover_exactly_the_target(checkpoints, arch):
     assert (inputs["labels"][:, :n] == IGNORE_INDEX).all()
     supervised = inputs["labels"][inputs["labels"] != IGNORE_INDEX]
     assert torch.equal(supervised, inputs["input_ids"][0, n:])
-    eot = end_of_turn(backend)
+    eot = end_of_turn(backend.tokenizer)
     assert eot == "<|im_end|>"
     assert backend.tokenizer.decode(supervised) == example.target + eot
     if "mm_token_type_ids" in inputs:  # target tokens are text (0); the video's are 2

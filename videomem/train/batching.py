@@ -39,9 +39,8 @@ class SFTExample:
         return self.step.target
 
 
-def end_of_turn(backend: HFBackend) -> str:
-    """The token that closes an assistant turn in the model's chat template (what generation stops at)."""
-    tok = backend.tokenizer
+def end_of_turn(tok) -> str:
+    """The token that closes an assistant turn in tokenizer `tok`'s chat template (what generation stops at)."""
     for token in END_OF_TURN_TOKENS:
         tid = tok.convert_tokens_to_ids(token)
         if tid is not None and tid != tok.unk_token_id:
@@ -69,7 +68,7 @@ def encode_example(
     end-of-turn token after it. The loss then covers exactly what the model writes at inference."""
     prompt = step_prompt(example, backend, memory_budget=memory_budget, min_pixels=min_pixels, max_pixels=max_pixels)
     inputs = {k: v.cpu() for k, v in backend.encode(prompt).items()}
-    target = backend.tokenizer.encode(example.target + end_of_turn(backend), add_special_tokens=False)
+    target = backend.tokenizer.encode(example.target + end_of_turn(backend.tokenizer), add_special_tokens=False)
     target = torch.tensor([target], dtype=torch.long)  # [1, L]
     n_prompt = inputs["input_ids"].shape[1]
     inputs["input_ids"] = torch.cat([inputs["input_ids"], target], 1)

@@ -1,0 +1,101 @@
+"""The text stage: video steps without their frames, loss on everything but the names of what the clip shows."""
+
+import dataclasses
+import random
+import re
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from videomem.config import ClipConfig
+from videomem.models import build_tiny_vlm
+from videomem.synth.generate import dataset_specs
+from videomem.train.batching import IGNORE_INDEX, end_of_turn
+from videomem.train.text_stage import (
+    FRESH_SEED_BASE,
+    encode_text_step,
+    fresh_steps,
+    held_out_steps,
+    step_accuracy,
+    text_prompt,
+    train_text_stage,
+)
+
+CFG = ClipConfig(clip_seconds=60, frames_per_clip=16)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_vlm("qwen3_vl", tmp_path_factory.mktemp("text") / "m", text_hidden=64, vision_hidden=32)
+
+
+@pytest.fixture(scope="module")
+def tok(tiny):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny)
+
+
+def test_labels_cover_marks_memory_and_answer_but_not_what_only_the_frames_show(tok):
+    stream = fresh_steps(random.Random(0), CFG, (1.0, 2.0))
+    eot = end_of_turn(tok)
+    for _ in range(60):
+        step = next(stream)
+        ids, labels = encode_text_step(tok, step, eot)
+        n_prompt = len(ids) - len(tok(step.target + eot, add_special_tokens=False)["input_ids"])
+        assert labels[:n_prompt] == [IGNORE_INDEX] * n_prompt
+        # the event names drop out of the labelled text; marks, separators, memory and answer stay
+        names_out = re.sub(r"(?<=<think>)[^<]*(?=</think>)",
+                           lambda m: "" if m.group() == "nothing" else re.sub(r"(^|; )[^;:]+(?=: (yes|no))", r"\1",
+                                                                              m.group()), step.target)  # fmt: skip
+        assert tok.decode([t for t in labels if t != IGNORE_INDEX]).replace(" ", "") == (names_out + eot).replace(" ", "")
+        prompt = tok.decode(ids[:n_prompt])
+        assert text_prompt(step).text in prompt and "<|video_pad|>" not in prompt
+        assert f"Clip {step.index + 1} of {step.num_clips}" in prompt and step.question in prompt
+    # a clip that shows nothing: "nothing" is not labelled, the rest is
+    empty = dataclasses.replace(step, observed="nothing")
+    ids, labels = encode_text_step(tok, empty, eot)
+    assert tok.decode([t for t in labels if t != IGNORE_INDEX]) == empty.target.replace("nothing", "") + eot
+
+
+def test_fresh_videos_never_share_a_seed_with_the_datasets():
+    from videomem.train import text_stage
+
+    drawn = []
+    real = text_stage.synthetic_records
+    text_stage.synthetic_records = lambda spec, *a, **k: drawn.append(spec.seed) or real(spec, *a, **k)
+    try:
+        stream = fresh_steps(random.Random(1), CFG, (1.0,))
+        [next(stream) for _ in range(10)]
+    finally:
+        text_stage.synthetic_records = real
+    dataset_seeds = {s.seed for d in range(10) for s in dataset_specs(d, (1, 2, 4, 8, 16), 999)}
+    assert len(drawn) > 20 and min(drawn) >= FRESH_SEED_BASE and not dataset_seeds & set(drawn)
+    assert max(dataset_seeds) < FRESH_SEED_BASE
+
+
+def test_train_text_stage_learns_the_text_operations_and_leaves_the_vision_tower(tiny, tok, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    held = held_out_steps(CFG, videos=1, per_video=12)
+    eot = end_of_turn(tok)
+
+    def memory_acc(model_dir):
+        acc = step_accuracy(AutoModelForImageTextToText.from_pretrained(model_dir), tok, held, eot)
+        assert acc["memory"][1] > 100 and acc["answer"][1] == len(held)
+        return acc["memory"][0] / acc["memory"][1]
+
+    before = memory_acc(tiny)
+    logs = []
+    final = train_text_stage(tiny, tmp_path / "text", minutes=5, clip_config=CFG, factors=(1.0,), max_steps=80,
+                             batch_size=8, lr=3e-3, warmup=10, eval_every=80, log=logs.append)  # fmt: skip
+    after = memory_acc(final)
+    assert after > before + 0.2, (before, after)
+    old, new = load_file(tiny / "model.safetensors"), load_file(final / "model.safetensors")
+    for name in old:
+        assert torch.equal(old[name], new[name]) == ("visual" in name), name
+    assert any(m.startswith("[text] step 80/80") and "held-out" in m for m in logs)
+    logs.clear()
+    assert train_text_stage(tiny, tmp_path / "text", minutes=5, clip_config=CFG, log=logs.append) == final
+    assert logs == [f"[text] done: {final}"]

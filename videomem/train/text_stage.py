@@ -1,0 +1,207 @@
+"""Text-only training of a step's text operations, before the model learns them from video.
+
+Why: a step of the memory task (records built with observe=True, mark=True) first names what the clip shows (the
+think block), marks each thing "yes" or "no" (does the question need it), then rewrites the memory and answers. Only
+the naming needs the video; the rest is text work on what was named. Trained from video steps alone, a tiny model
+never learned the marks (every event marked "no" after 1,100 steps; docs/training-log.md, run 7), while the same
+weights learned part of them from text alone in minutes, until they memorised their fixed set of texts. So this
+stage trains exactly the video stage's steps without the frames: the step prompt is the one inference builds, its
+video part left out; the target is the same; the loss skips the names of the clip's events (which only the frames
+could tell) and covers everything after them: the marks, the memory and the answer. Every batch comes from freshly
+generated synthetic videos (seeds >= FRESH_SEED_BASE, never an evaluation seed), so nothing can be memorised.
+Copy texts (videomem.train.copy_stage) are mixed in, so the copying learned there is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+from videomem.backends.base import Prompt, TextPart
+from videomem.config import ClipConfig
+from videomem.synth.scene import SynthSpec
+from videomem.train.batching import IGNORE_INDEX, end_of_turn
+from videomem.train.chain_data import Step, record_to_steps, synthetic_records
+from videomem.train.copy_stage import copy_text
+from videomem.train.sft import copy_model_files
+
+FRESH_SEED_BASE = 10**8  # video seeds for fresh texts: far above every dataset_specs seed (< 10**7 for seeds 0..9)
+MARK = re.compile(r": (yes|no)(?=; |$)")
+
+
+def fresh_steps(rng: random.Random, clip_config: ClipConfig, factors: tuple[float, ...]) -> Iterator[Step]:
+    """An endless shuffled stream of marked steps from new videos (buffer of ~2,000 steps, refilled one video at a
+    time, drawn at random so steps of one video spread out)."""
+    buffer: list[Step] = []
+    while True:
+        while len(buffer) < 2000:
+            spec = SynthSpec(seed=FRESH_SEED_BASE + rng.randrange(10**8), length_factor=rng.choice(factors))
+            for record in synthetic_records(spec, clip_config, plain=True, observe=True, mark=True, clip_times=True):
+                buffer.extend(record_to_steps(record))
+        i = rng.randrange(len(buffer))
+        buffer[i], buffer[-1] = buffer[-1], buffer[i]
+        yield buffer.pop()
+
+
+def text_prompt(step: Step) -> Prompt:
+    """The step's inference prompt (Step.prompt: same text, frame count and times) without its video part."""
+    full = step.prompt([None] * len(step.clip.timestamps))  # the frames only count here: the video part is dropped
+    return Prompt(system=full.system, parts=[p for p in full.parts if isinstance(p, TextPart)])
+
+
+def unseen_spans(step: Step) -> list[tuple[int, int]]:
+    """Character spans of the target that only the frames could tell: each event's name in the think block (or the
+    word "nothing"), not its mark."""
+    target, observed = step.target, step.observed or ""
+    start = target.index("<think>") + len("<think>") if observed else 0
+    spans, pos = [], 0
+    for m in MARK.finditer(observed):
+        spans.append((start + pos, start + m.start()))
+        pos = m.end() + 2  # skip "; "
+    if observed and not spans:  # "nothing"
+        spans.append((start, start + len(observed)))
+    return spans
+
+
+def encode_text_step(tokenizer, step: Step, eot: str) -> tuple[list[int], list[int]]:
+    """(ids, labels) of one step: the prompt rendered by the chat template, then the target; labels on the target
+    except the event names."""
+    prompt = text_prompt(step)
+    messages = [{"role": "system", "content": [{"type": "text", "text": prompt.system}]},
+                {"role": "user", "content": [{"type": "text", "text": prompt.text}]}]  # fmt: skip
+    head = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    prompt_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
+    enc = tokenizer(step.target + eot, add_special_tokens=False, return_offsets_mapping=True)
+    spans = unseen_spans(step)
+    labels = [
+        IGNORE_INDEX if any(a < e and b > s for s, e in spans) else t
+        for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])
+    ]
+    return prompt_ids + enc["input_ids"], [IGNORE_INDEX] * len(prompt_ids) + labels
+
+
+def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in rows)
+    return {
+        "input_ids": torch.tensor([ids + [pad_id] * (width - len(ids)) for ids, _ in rows]),
+        "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows]),
+        "labels": torch.tensor([lab + [IGNORE_INDEX] * (width - len(lab)) for _, lab in rows]),
+    }
+
+
+def step_accuracy(model, tokenizer, steps: list[Step], eot: str) -> dict[str, tuple[int, int]]:
+    """Teacher-forced (right, total) per part of the target: yes marks, no marks, memory tokens, the answer letter."""
+    yes, no = tokenizer.convert_tokens_to_ids("Ġyes"), tokenizer.convert_tokens_to_ids("Ġno")
+    counts = {k: [0, 0] for k in ("yes", "no", "memory", "answer")}
+    model.eval()
+    with torch.no_grad():
+        for step in steps:
+            ids, labels = encode_text_step(tokenizer, step, eot)
+            pred = model(input_ids=torch.tensor([ids])).logits[0, :-1].argmax(-1).tolist()
+            text = tokenizer.decode(ids)
+            mem_open = len(tokenizer(text[: text.rindex("<memory>")], add_special_tokens=False)["input_ids"])
+            ans_open = len(tokenizer(text[: text.rindex("<answer>") + len("<answer>")], add_special_tokens=False)["input_ids"])
+            for p in range(1, len(ids)):
+                if labels[p] == IGNORE_INDEX:
+                    continue
+                part = ("yes" if ids[p] == yes else "no" if ids[p] == no else None) if p < mem_open else (
+                    "memory" if p < ans_open - 1 else "answer" if p == ans_open else None)  # fmt: skip
+                if part is not None:
+                    counts[part][0] += int(pred[p - 1] == ids[p])
+                    counts[part][1] += 1
+    model.train()
+    return {k: (v[0], v[1]) for k, v in counts.items()}
+
+
+def held_out_steps(clip_config: ClipConfig, videos: int = 3, seed: int = 7, per_video: int = 40) -> list[Step]:
+    """Steps of held-out videos (dataset seed `seed`, the evaluation set's), a fixed sample of each video's."""
+    from videomem.synth.generate import dataset_specs
+
+    rng, out = random.Random("videomem-text-stage-eval"), []
+    for spec in dataset_specs(seed, (1.0,), videos):
+        steps = [s for r in synthetic_records(spec, clip_config, plain=True, observe=True, mark=True, clip_times=True)
+                 for s in record_to_steps(r)]  # fmt: skip
+        out += rng.sample(steps, min(per_video, len(steps)))
+    return out
+
+
+def train_text_stage(
+    model_dir: str | Path,
+    out: str | Path,
+    *,
+    minutes: float,
+    clip_config: ClipConfig,
+    factors: tuple[float, ...] = (1.0, 1.0, 2.0, 4.0, 8.0),
+    sec_per_step: float = 1.2,
+    max_steps: int | None = None,
+    batch_size: int = 24,
+    copy_share: float = 0.15,
+    lr: float = 6e-4,
+    warmup: int = 50,
+    seed: int = 0,
+    eval_every: int = 200,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train `model_dir`'s language model on fresh text steps for about `minutes` (a time guard stops early), and
+    save the whole model (vision tower untouched) to out/final. Done if out/final exists."""
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    out = Path(out)
+    final = out / "final"
+    if (final / "config.json").is_file():
+        log(f"[text] done: {final}")
+        return final
+    torch.manual_seed(seed)
+    rng = random.Random(f"videomem-text-stage/{seed}")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    model.train()
+    eot = end_of_turn(tokenizer)
+    held = held_out_steps(clip_config)
+    stream = fresh_steps(rng, clip_config, factors)
+    params = [p for n, p in model.named_parameters() if "visual" not in n]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    max_steps = max_steps or max(20, int(minutes * 60 / sec_per_step))
+    schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, max_steps) / max_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def report() -> str:
+        acc = step_accuracy(model, tokenizer, held, eot)
+        return ", ".join(f"{k} {r}/{n}" for k, (r, n) in acc.items())
+
+    log(f"[text] max_steps {max_steps} (budget {minutes} min), batch {batch_size}, lr {lr}; before: {report()}")
+    deadline, t0 = time.time() + minutes * 60, time.time()
+    for step in range(1, max_steps + 1):
+        rows = []
+        for _ in range(batch_size):
+            if rng.random() < copy_share:
+                ids = tokenizer(copy_text(rng), add_special_tokens=False)["input_ids"]
+                rows.append((ids, ids))
+            else:
+                rows.append(encode_text_step(tokenizer, next(stream), eot))
+        loss = model(**pad_batch(rows, pad)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        over = time.time() > deadline
+        if step % eval_every == 0 or step == max_steps or over:
+            log(f"[text] step {step}/{max_steps} loss {loss.item():.3f} ({(time.time() - t0) / step:.2f} s/step); "
+                f"held-out: {report()}")  # fmt: skip
+        elif step % 50 == 0:
+            log(f"[text] step {step}/{max_steps} loss {loss.item():.3f}")
+        if over:
+            log(f"[text] time budget spent at step {step}")
+            break
+    model.save_pretrained(final)
+    copy_model_files(Path(model_dir), final)
+    return final
+
