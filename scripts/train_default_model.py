@@ -73,6 +73,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--text-minutes", type=float, default=20.0,
                     help="time budget of the text stage (the memory task's text operations without frames, after the "
                     "copy stage: videomem.train.text_stage)")
+    ap.add_argument("--marks-minutes", type=float, default=25.0,
+                    help="time budget of the text stage's second part, from the first one's weights, with the marks "
+                    "weighted --mark-weight times in the loss (unweighted, no 'yes' mark was ever predicted)")
+    ap.add_argument("--mark-weight", type=float, default=8.0)
     ap.add_argument("--install", action="store_true", help="copy the final model into videomem/assets/default-model")
     ap.add_argument("--arch", default="qwen3_vl", choices=["qwen3_vl", "qwen2_5_vl"])
     ap.add_argument("--text-hidden", type=int, default=256)
@@ -216,6 +220,8 @@ def main(argv=None) -> None:
     copied = train_copy(stage1 / "final", out / "copy", minutes=a.copy_minutes, seed=a.seed, log=stamp)
     # The step's text operations (marks, memory, answer) on fresh steps without frames (videomem.train.text_stage).
     texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed, log=stamp)
+    texted = train_text_stage(texted, out / "text-marks", minutes=a.marks_minutes, clip_config=clip_cfg,
+                              mark_weight=a.mark_weight, seed=a.seed + 1, log=stamp)
     # Stage 2, the memory task (evidence steps repeated), with code events mixed in: stage 1 leaves codes unread.
     code_events = [r for r in events if "code " in r["steps"][0]["memory"]]
     examples = training_examples({"question": stage2_records(a, clip_cfg), "code event": code_events},

@@ -13,6 +13,8 @@ from videomem.train.copy_stage import copy_accuracy, copy_text, train_copy
 
 def _segments(half: str) -> list[str]:
     half = re.sub(r"^(list|again): ", "", half)
+    if re.search(r"\([A-D]\)$", half):  # texts with their letters after them: "blue (C) 12 (A)"
+        return [f"({m[1]}) {m[0]}" for m in re.findall(r"(.+?) \(([A-D])\)(?: |$)", half)]
     return [s for s in re.split(r"; | (?=\([A-D]\) )", half) if s]
 
 
@@ -22,8 +24,9 @@ def test_the_second_half_only_repeats_or_looks_up_the_first():
         text = copy_text(random.Random(i))
         head, tail = text.split("\n")
         assert set(_segments(tail)) <= set(_segments(head)), text
-        kinds.add(tail.split(" ", 1)[0] if tail.startswith(("again", "word")) else "option")
-    assert kinds == {"again:", "word", "option"}
+        kinds.add(tail.split(" ", 1)[0] if tail.startswith(("again", "word")) else
+                  "letter after" if tail.endswith(")") else "option")  # fmt: skip
+    assert kinds == {"again:", "word", "option", "letter after"}
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ docs/cold-start-data.md.
 
 Synthetic memories keep only what the question needs, each fact with the time it was first seen
 (the clip's sample time, which the model sees, not the event's true start), and a closing line that
-binds the provisional answer's letter to its content ("so far: (B) APPLE"). The wording (fact
+binds the provisional answer's letter to its content ("so far: APPLE (B)"). The wording (fact
 templates, time format, separator, line order, empty-memory phrase) is drawn once per record from a
 seeded rng, so the model learns to write memory, not to copy one template.
 
@@ -229,6 +229,7 @@ _DESCRIBE_BODIES = {"shape": "{colour} {shape} with {word}", "code": "code {code
 _EMPTY = ("No {noun} seen yet", "{noun}: not seen yet", "Nothing yet ({noun})")
 _COUNTS = ("count {n}", "{n} so far", "seen {n} times")
 _CONCLUSIONS = (
+    "so far: {text} ({letter})",
     "so far: ({letter}) {text}",
     "best answer now: {letter} ({text})",
     "answer so far {letter}: {text}",
@@ -257,7 +258,9 @@ class Style:
 
     @classmethod
     def plain(cls, family: str) -> Style:
-        """One fixed wording per family (the first of every choice): less for a small model to learn."""
+        """One fixed wording per family (the first of every choice): less for a small model to learn. Its conclusion
+        names the answer's text before its letter: the text is copied from the memory, then the letter looked up
+        in the options (letter first, a tiny model kept the previous step's letter; docs/training-log.md, run 8)."""
         return cls(_LAYOUTS[0], 0, _SEPARATORS[0], _BODIES[family][0], _EMPTY[0], _COUNTS[0], _CONCLUSIONS[0], False)
 
     @classmethod

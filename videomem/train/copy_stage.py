@@ -12,7 +12,7 @@ looks up their first half.
 
 Sequences (each a few dozen tokens; the loss covers every token, as in language-model pretraining):
 - a list of items, then the same list again;
-- lettered options, then letters asked again with their texts ("(C) blue");
+- lettered options, then letters asked again with their texts ("(C) blue"), or texts with their letters ("blue (C)");
 - facts "word SHIP: red circle", then some of them again by their word.
 """
 
@@ -45,15 +45,15 @@ def _item(rng: random.Random) -> str:
 
 def copy_text(rng: random.Random) -> str:
     """One training text whose second half can only be predicted by copying from its first half."""
-    kind = rng.randrange(3)
+    kind = rng.randrange(4)
     if kind == 0:
         items = [_item(rng) for _ in range(rng.randint(3, 12))]
         return "list: " + "; ".join(items) + "\nagain: " + "; ".join(items)
-    if kind == 1:
-        options = [_item(rng) for _ in range(4)]
-        asked = [rng.randrange(4) for _ in range(rng.randint(2, 6))]
-        return (" ".join(f"({'ABCD'[i]}) {o}" for i, o in enumerate(options)) + "\n"
-                + " ".join(f"({'ABCD'[i]}) {options[i]}" for i in asked))  # fmt: skip
+    if kind in (1, 2):  # lettered options, then asked by letter, or by text (the letter after it: looked up)
+        options = list(dict.fromkeys(_item(rng) for _ in range(4)))
+        asked = [rng.randrange(len(options)) for _ in range(rng.randint(2, 6))]
+        pair = (lambda i: f"({'ABCD'[i]}) {options[i]}") if kind == 1 else (lambda i: f"{options[i]} ({'ABCD'[i]})")
+        return " ".join(f"({'ABCD'[i]}) {o}" for i, o in enumerate(options)) + "\n" + " ".join(map(pair, asked))
     words = rng.sample(WORDS, rng.randint(2, 8))
     facts = {w: f"{rng.choice(list(COLOURS))} {rng.choice(SHAPES)}" for w in words}
     asked = [rng.choice(words) for _ in range(rng.randint(2, 6))]

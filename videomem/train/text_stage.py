@@ -95,10 +95,22 @@ def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str,
     }
 
 
+def weighted_loss(model, batch: dict[str, torch.Tensor], marks: torch.Tensor, mark_weight: float) -> torch.Tensor:
+    """Mean cross-entropy over the labelled tokens, the mark tokens (`marks`: the ids of " yes" and " no") counted
+    `mark_weight` times: a mark is one token of ~60 in a target, and "yes" one mark in eight."""
+    labels = batch["labels"][:, 1:]
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
+                                           reduction="none")  # fmt: skip
+    weight = torch.where(torch.isin(labels.flatten(), marks), mark_weight, 1.0)
+    return (ce * weight).sum() / (labels != IGNORE_INDEX).sum()
+
+
 def step_accuracy(model, tokenizer, steps: list[Step], eot: str) -> dict[str, tuple[int, int]]:
-    """Teacher-forced (right, total) per part of the target: yes marks, no marks, memory tokens, the answer letter."""
+    """Teacher-forced (right, total) per part of the target: yes marks, no marks, memory tokens, the answer letter, and
+    memories that differ from the one before, counted right when every token is."""
     yes, no = tokenizer.convert_tokens_to_ids("Ġyes"), tokenizer.convert_tokens_to_ids("Ġno")
-    counts = {k: [0, 0] for k in ("yes", "no", "memory", "answer")}
+    counts = {k: [0, 0] for k in ("yes", "no", "memory", "answer", "changed memory")}
     model.eval()
     with torch.no_grad():
         for step in steps:
@@ -107,14 +119,20 @@ def step_accuracy(model, tokenizer, steps: list[Step], eot: str) -> dict[str, tu
             text = tokenizer.decode(ids)
             mem_open = len(tokenizer(text[: text.rindex("<memory>")], add_special_tokens=False)["input_ids"])
             ans_open = len(tokenizer(text[: text.rindex("<answer>") + len("<answer>")], add_special_tokens=False)["input_ids"])
+            memory_exact = True
             for p in range(1, len(ids)):
                 if labels[p] == IGNORE_INDEX:
                     continue
                 part = ("yes" if ids[p] == yes else "no" if ids[p] == no else None) if p < mem_open else (
                     "memory" if p < ans_open - 1 else "answer" if p == ans_open else None)  # fmt: skip
                 if part is not None:
-                    counts[part][0] += int(pred[p - 1] == ids[p])
+                    right = pred[p - 1] == ids[p]
+                    counts[part][0] += int(right)
                     counts[part][1] += 1
+                    memory_exact &= right or part != "memory"
+            if step.memory != step.memory_before:
+                counts["changed memory"][0] += int(memory_exact)
+                counts["changed memory"][1] += 1
     model.train()
     return {k: (v[0], v[1]) for k, v in counts.items()}
 
@@ -142,6 +160,7 @@ def train_text_stage(
     max_steps: int | None = None,
     batch_size: int = 24,
     copy_share: float = 0.15,
+    mark_weight: float = 1.0,
     lr: float = 6e-4,
     warmup: int = 50,
     seed: int = 0,
@@ -171,6 +190,7 @@ def train_text_stage(
     schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, max_steps) / max_steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    marks = torch.tensor([tokenizer.convert_tokens_to_ids(t) for t in ("Ġyes", "Ġno")])
 
     def report() -> str:
         acc = step_accuracy(model, tokenizer, held, eot)
@@ -186,7 +206,7 @@ def train_text_stage(
                 rows.append((ids, ids))
             else:
                 rows.append(encode_text_step(tokenizer, next(stream), eot))
-        loss = model(**pad_batch(rows, pad)).loss
+        loss = weighted_loss(model, pad_batch(rows, pad), marks, mark_weight)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
