@@ -35,15 +35,19 @@ FRESH_SEED_BASE = 10**8  # video seeds for fresh texts: far above every dataset_
 MARK = re.compile(r": (yes|no)(?=; |$)")
 
 
-def fresh_steps(rng: random.Random, clip_config: ClipConfig, factors: tuple[float, ...]) -> Iterator[Step]:
+def fresh_steps(
+    rng: random.Random, clip_config: ClipConfig, factors: tuple[float, ...], keep_without_yes: float = 1.0
+) -> Iterator[Step]:
     """An endless shuffled stream of marked steps from new videos (buffer of ~2,000 steps, refilled one video at a
-    time, drawn at random so steps of one video spread out)."""
+    time, drawn at random so steps of one video spread out). keep_without_yes: the share of steps with no "yes"
+    mark that are kept (most steps have none: lower it to make "yes" marks common in every family)."""
     buffer: list[Step] = []
     while True:
         while len(buffer) < 2000:
             spec = SynthSpec(seed=FRESH_SEED_BASE + rng.randrange(10**8), length_factor=rng.choice(factors))
             for record in synthetic_records(spec, clip_config, plain=True, observe=True, mark=True, clip_times=True):
-                buffer.extend(record_to_steps(record))
+                buffer.extend(s for s in record_to_steps(record)
+                              if ": yes" in (s.observed or "") or rng.random() < keep_without_yes)  # fmt: skip
         i = rng.randrange(len(buffer))
         buffer[i], buffer[-1] = buffer[-1], buffer[i]
         yield buffer.pop()
@@ -161,6 +165,7 @@ def train_text_stage(
     batch_size: int = 24,
     copy_share: float = 0.15,
     mark_weight: float = 1.0,
+    keep_without_yes: float = 1.0,
     lr: float = 6e-4,
     warmup: int = 50,
     seed: int = 0,
@@ -183,7 +188,7 @@ def train_text_stage(
     model.train()
     eot = end_of_turn(tokenizer)
     held = held_out_steps(clip_config)
-    stream = fresh_steps(rng, clip_config, factors)
+    stream = fresh_steps(rng, clip_config, factors, keep_without_yes)
     params = [p for n, p in model.named_parameters() if "visual" not in n]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     max_steps = max_steps or max(20, int(minutes * 60 / sec_per_step))
