@@ -302,7 +302,7 @@ def report(
     out.print(f"wrote {write_report(run_dir, out_dir)}")
 
 
-train_app = typer.Typer(no_args_is_help=True, help="Train VideoMem models (cold-start SFT).")
+train_app = typer.Typer(no_args_is_help=True, help="Train VideoMem models (cold-start SFT, then PRPO).")
 app.add_typer(train_app, name="train")
 
 
@@ -327,6 +327,33 @@ def train_sft(
     from videomem.train.sft import sft_command
 
     out.print(f"wrote {sft_command(load_config(config, overrides))}")
+
+
+@train_app.command("prpo")
+def train_prpo(
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    data: Annotated[Optional[str], _flag("prpo.data", "--data")] = None,
+    output_dir: Annotated[Optional[str], _flag("prpo.output_dir", "--output-dir")] = None,
+    variant: Annotated[Optional[str], _flag("prpo.variant", "--variant")] = None,
+    reward: Annotated[Optional[str], _flag("prpo.reward", "--reward")] = None,
+    psp: Annotated[Optional[str], _flag("prpo.psp", "--psp")] = None,
+    group_size: Annotated[Optional[int], _flag("prpo.group_size", "--group-size")] = None,
+    examples_per_step: Annotated[Optional[int], _flag("prpo.examples_per_step", "--examples-per-step")] = None,
+    max_steps: Annotated[Optional[int], _flag("prpo.max_steps", "--max-steps")] = None,
+    beta: Annotated[Optional[float], _flag("prpo.beta", "--beta")] = None,
+    lr: Annotated[Optional[float], _flag("prpo.lr", "--lr")] = None,
+    lora: Annotated[Optional[bool], _flag("prpo.lora", "--lora/--full")] = None,
+    save_steps: Annotated[Optional[int], _flag("prpo.save_steps", "--save-steps")] = None,
+    seed: Annotated[Optional[int], _flag("prpo.seed", "--seed")] = None,
+):
+    """RL with PRPO (TCR rewards, progressive state propagation) or its variants; runs under `accelerate launch` too."""
+    flags = {k: v for k, v in locals().items() if k != "config"}
+    overrides = {_FIELDS.get(k, f"prpo.{k}"): v for k, v in flags.items()}
+    from videomem.train.prpo import prpo_command
+
+    out.print(f"wrote {prpo_command(load_config(config, overrides))}")
 
 
 @app.command()

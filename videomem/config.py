@@ -48,7 +48,7 @@ class ClipConfig(_Section):
     prefetch: bool = Field(True, description="Decode the next clip in the background while the model works.")
 
     @model_validator(mode="after")
-    def _one_rate(self) -> "ClipConfig":
+    def _one_rate(self) -> ClipConfig:
         if self.fps is None and self.frames_per_clip is None:
             raise ValueError("set frames_per_clip or fps")
         return self
@@ -143,11 +143,54 @@ class SFTConfig(_Section):
     )
 
 
+class PRPOConfig(_Section):
+    """The RL stage (method.md 2.2; `videomem train prpo`, videomem/train/prpo.py, whose docstring lists every choice).
+    The policy starts from `model.model` (a local transformers model); rollouts come from it, or from the `model`
+    backend when `rollouts` is "backend" (e.g. a vLLM server), with log-probs recomputed locally."""
+
+    data: str | None = Field(None, description="Multiple-choice records (chain-of-memory JSONL: question, options, answer, clips); their step targets are not used.")
+    output_dir: str = Field("runs/prpo", description="Where checkpoints, metrics.jsonl and the final model go.")
+    variant: Literal["prpo", "grpo"] = Field(
+        "prpo", description="prpo: G samples per step from ONE shared prompt, one memory carried on (PSP; paper). grpo: G independent memory chains (the paper's baseline)."
+    )
+    reward: Literal["tcr", "terminal"] = Field(
+        "tcr", description="tcr: Temporal Cascading Reward at every step, scored against the final answer (paper). terminal: only the last step is rewarded (paper's ablation)."
+    )
+    group_size: int = Field(8, ge=2, description="G, samples per step (paper: 8; TRL num_generations).")
+    examples_per_step: int = Field(16, ge=1, description="Examples (videos x question) per optimizer step, all processes (paper: global batch 16).")
+    max_steps: int = Field(100, ge=1, description="Optimizer steps.")
+    alpha: float = Field(1.0, ge=0, description="TCR weight of answer consistency (paper: 1.0).")
+    format_reward: float = Field(1.0, ge=0, description="TCR reward for the exact <memory>...</memory><answer>...</answer> format (paper: 1).")
+    beta: float = Field(0.005, ge=0, description="TCR memory-overflow penalty per token beyond memory.max_tokens (paper: 0.005; 0 = the paper's 'without memory penalty').")
+    psp: Literal["sample", "argmax"] = Field("sample", description="PSP: sample the memory to carry on from softmax(A / tau_t) (paper) or take the best (ablation).")
+    tau0: float = Field(1.0, gt=0, description="PSP temperature at t = 0, tau_t = tau0 * gamma^t (paper: not given; project choice).")
+    gamma: float = Field(0.7, gt=0, le=1, description="PSP temperature decay per clip, < 1: explore early, exploit late (paper: not given; project choice).")
+    epsilon: float = Field(0.2, ge=0, description="Lower clip range of the ratio (TRL epsilon, PPO's 0.2).")
+    epsilon_high: float | None = Field(None, ge=0, description="Upper clip range (TRL epsilon_high; None: epsilon).")
+    kl_coef: float = Field(0.0, ge=0, description="KL penalty to the starting model, k3 estimator (TRL beta; default 0.0 as TRL's).")
+    num_iterations: int = Field(1, ge=1, description="Updates per batch of rollouts (TRL num_iterations; 1: the ratio is 1, clipping inactive).")
+    adv_eps: float = Field(1e-4, gt=0, description="eps in A = (R - mean) / (std + eps) (TRL: 1e-4).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of rollouts; log-probs use logits / temperature (TRL).")
+    max_new_tokens: int = Field(256, ge=1, description="Tokens a sample may write per clip (TRL max_completion_length).")
+    lr: float = Field(1e-6, gt=0, description="AdamW learning rate (TRL GRPOConfig default 1e-6).")
+    warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps, then constant.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping (TRL default 1.0).")
+    lora: bool = Field(False, description="Train LoRA adapters (sft.lora_* settings) instead of every weight.")
+    rollouts: Literal["policy", "backend"] = Field(
+        "policy", description="policy: the training model samples (one prefill per step, shared by G). backend: the `model` backend samples (e.g. vLLM over HTTP; keep its weights in sync yourself)."
+    )
+    policy: str | None = Field(None, description="The local model to train when rollouts come from a backend (default: model.model).")
+    save_steps: int = Field(20, ge=1, description="Checkpoint every this many optimizer steps (and at the end).")
+    resume: bool = Field(True, description="Continue from the latest checkpoint in output_dir.")
+    seed: int = Field(0, description="Data order, sampling and PSP draws.")
+
+
 class RunConfig(_Section):
     clips: ClipConfig = Field(default_factory=ClipConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
+    prpo: PRPOConfig = Field(default_factory=PRPOConfig)
 
 
 def field_help(path: str, root: type[BaseModel] = RunConfig) -> str:
