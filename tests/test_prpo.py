@@ -107,10 +107,14 @@ def _config(tiny, tmp_path, **prpo):
     })  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def records():
+def _records():
     cfg = ClipConfig(clips=3, frames_per_clip=2)
     return synthetic_records(SynthSpec(seed=5, base_seconds=120, width=64, height=64), cfg)[:2]
+
+
+@pytest.fixture(scope="module")
+def records():
+    return _records()
 
 
 class Counting:
@@ -227,3 +231,44 @@ def test_one_prpo_step_makes_the_rewarded_answer_more_likely(tiny, tmp_path, rec
     assert after > before + 0.5, (before, after)
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["rewards/consistency/mean"] == 0.5 and row["rewards/format/mean"] == 1.0 and row["frac_reward_zero_std"] == 0
+
+
+DDP_SCRIPT = '''
+import json, sys
+sys.path.insert(0, {tests!r})
+from accelerate import PartialState
+from test_prpo import TwoAnswers, _config, _records
+from pathlib import Path
+records = _records()
+cfg = _config(Path({tiny!r}), Path({tmp!r}), group_size=4, max_steps=2, examples_per_step=2, rollouts="backend")
+from videomem.train.prpo import train_prpo
+train_prpo(cfg, records, sampler=TwoAnswers(records[0]["answer"]))
+state = PartialState()
+Path({tmp!r}, f"rank{{state.process_index}}.json").write_text(json.dumps(state.num_processes))
+'''
+
+
+def test_two_processes_under_accelerate_launch_match_one(tiny, tmp_path, records):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "train.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), tiny=str(tiny), tmp=str(tmp_path / "two")))
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+           "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0", str(script)]  # fmt: skip
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-6000:-2000]
+    assert [json.loads((tmp_path / "two" / f"rank{i}.json").read_text()) for i in range(2)] == [2, 2]
+    assert proc.stdout.count("step 2/2") == 1  # only the main process logs
+    two = [json.loads(x) for x in (tmp_path / "two" / "run" / "metrics.jsonl").read_text().splitlines()]
+    # one process with both examples: the same rollouts (the sampler is deterministic), loss and gradient
+    cfg = _config(tiny, tmp_path / "one", group_size=4, max_steps=2, examples_per_step=2, rollouts="backend")
+    train_prpo(cfg, records, sampler=TwoAnswers(records[0]["answer"]), log=lambda m: None)
+    one = [json.loads(x) for x in (tmp_path / "one" / "run" / "metrics.jsonl").read_text().splitlines()]
+    for a, b in zip(two, one, strict=True):
+        assert a["num_tokens"] == b["num_tokens"] and a["reward"] == b["reward"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-7)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)

@@ -324,8 +324,10 @@ def train_prpo(
     trainable = [q for q in policy.model.parameters() if q.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=p.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, p.warmup_steps)))
-    accelerator.register_for_checkpointing(scheduler)
-    model, optimizer = accelerator.prepare(policy.model, optimizer)
+    # No DDP wrapper: ranks can hold different numbers of samples with A != 0 (or none), so a backward per batch
+    # would leave DDP's all-reduces unmatched; gradients are summed once per update instead (sync_gradients).
+    model = policy.model
+    accelerator.register_for_checkpointing(model, optimizer, scheduler)
 
     step, position = 0, 0
     ckpt = latest_checkpoint(out) if p.resume else None
@@ -381,13 +383,12 @@ def train_prpo(
                     logp, old[k] if old else logp.detach(), adv, mask, epsilon=p.epsilon, epsilon_high=eps_high,
                     ref_logp=refs[k] if refs else None, kl_coef=p.kl_coef,
                 )  # fmt: skip
-                accelerator.backward(loss_sum * world / max(step_tokens, 1) / p.num_iterations)
+                (loss_sum / max(step_tokens, 1) / p.num_iterations).backward()
                 totals["loss"] += loss_sum.item() / p.num_iterations
                 for key in ("kl", "clip_low", "clip_high"):
                     totals[key] += parts[key].item() / p.num_iterations
-            if not batches:  # every group had zero variance: still step together with the other processes
-                accelerator.backward(sum(q.sum() * 0.0 for q in trainable))
-            grad_norm = accelerator.clip_grad_norm_(trainable, p.max_grad_norm)
+            sync_gradients(trainable, accelerator)
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, p.max_grad_norm)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -408,10 +409,24 @@ def train_prpo(
 
     final = out / "final"
     if main:
-        export_model(accelerator.unwrap_model(model), policy, source, final)
+        export_model(model, policy, source, final)
         log(f"model written to {final}")
     accelerator.wait_for_everyone()
     return final
+
+
+def sync_gradients(params: list[torch.Tensor], accelerator: Accelerator) -> None:
+    """Sum every process's gradients (each already divided by the step's global token count): one all-reduce per
+    update whatever each process trained on."""
+    if accelerator.num_processes == 1:
+        return
+    grads = [q.grad if q.grad is not None else torch.zeros_like(q) for q in params]
+    flat = torch.cat([g.flatten() for g in grads])
+    torch.distributed.all_reduce(flat)
+    offset = 0
+    for q, g in zip(params, grads):
+        q.grad = flat[offset : offset + g.numel()].view_as(q).clone()
+        offset += g.numel()
 
 
 def _batches(samples: list[Sample], size: int = 8) -> list[list[Sample]]:
