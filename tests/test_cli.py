@@ -245,3 +245,25 @@ def test_train_sft_from_chain_of_memory_records_then_ask_with_the_result(video, 
                      "--max-new-tokens", "8", "--json", "--trace", str(tmp_path / "t.jsonl"), home=tmp_path)
     assert asked.returncode in (0, 4), asked.stderr
     assert len(json.loads(asked.stdout)["steps"]) == 4
+
+
+def test_train_prpo_on_records_and_its_config_errors(tmp_path):
+    from videomem.models import build_tiny_vlm
+
+    tiny = build_tiny_vlm("qwen3_vl", tmp_path / "tiny", text_hidden=64, vision_hidden=32)
+    data = tmp_path / "chain.jsonl"
+    made = subprocess.run([sys.executable, "-m", "videomem.train.chain_data", str(data), "--videos", "1", "--factors", "1",
+                           "--clips", "2", "--clip-seconds", "0", "--frames-per-clip", "2"],
+                          capture_output=True, text=True, env=ENV, timeout=60)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    out_dir = tmp_path / "prpo"
+    args = ("train", "prpo", "--model", str(tiny), "--data", str(data), "--output-dir", str(out_dir), "--max-steps", "1",
+            "--group-size", "2", "--examples-per-step", "1", "--max-pixels", "4096")  # fmt: skip
+    proc = videomem(*args, home=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    assert row["step"] == 1 and "rewards/format/mean" in row and (out_dir / "final" / "model.safetensors").is_file()
+    for bad, says in ((("--variant", "ppo"), "variant"), (("--data", str(tmp_path / "none.jsonl")), "no multiple-choice")):
+        proc = videomem(*args, *bad, home=tmp_path)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -272,3 +272,17 @@ def test_two_processes_under_accelerate_launch_match_one(tiny, tmp_path, records
         assert a["num_tokens"] == b["num_tokens"] and a["reward"] == b["reward"]
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-7)
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
+
+
+def test_a_sample_with_a_vision_placeholder_token_is_kept_out_of_the_loss(tiny, tmp_path, records):
+    """An undertrained policy can write <|video_pad|>; scoring it would make the forward expect another frame."""
+
+    class WithPlaceholder(TwoAnswers):
+        def generate(self, prompt, n=1, sampling=None):
+            good, bad = self.texts()
+            return [Completion(good, 0, 0), Completion("<|video_pad|>" + bad, 0, 0)] * (n // 2)
+
+    cfg = _config(tiny, tmp_path, group_size=4, max_steps=1, rollouts="backend")
+    train_prpo(cfg, [records[0]], sampler=WithPlaceholder(records[0]["answer"]), log=lambda m: None)
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["rewards/consistency/mean"] == 0.5 and row["loss"] != 0.0  # the readable samples still train

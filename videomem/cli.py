@@ -334,6 +334,7 @@ def train_prpo(
     config: ConfigOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
+    max_pixels: PixOpt = None,
     data: Annotated[Optional[str], _flag("prpo.data", "--data")] = None,
     output_dir: Annotated[Optional[str], _flag("prpo.output_dir", "--output-dir")] = None,
     variant: Annotated[Optional[str], _flag("prpo.variant", "--variant")] = None,

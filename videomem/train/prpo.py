@@ -34,6 +34,8 @@ Choices the paper leaves open, and departures from it and from vanilla GRPO (def
   loss and gradient are exactly zero.
 - num_iterations = 1 by default: one update per batch of rollouts, so the ratio is 1 (clipping only acts with
   num_iterations > 1, where old log-probs are computed once before the first update).
+- A sample that contains a vision placeholder token (an undertrained model can write one) keeps its reward and its
+  place in the group's statistics but is left out of the loss: the model's forward would read it as a frame slot.
 - Rollouts from a served model (rollouts = "backend"): the completion token ids it returns (or the text
   re-tokenised) are scored by the local policy; syncing the server's weights with the policy is left to the user.
 """
@@ -182,6 +184,7 @@ class Sample:
     token_ids: list[int]
     advantage: float
     group: int  # index of its step group within the example
+    scorable: bool = True  # False: it wrote a vision placeholder token, which the model's forward cannot take back in
 
 
 def step_frames_sized(record: dict, step: Step, backend, config: RunConfig) -> list:
@@ -208,6 +211,7 @@ def rollout(record: dict, policy, sampler: Backend, config: RunConfig, rng: rand
         # a server that returns no token ids: re-tokenise, with the end-of-turn token it stopped at
         return policy.tokenizer.encode(c.text + (eot if c.finish_reason == "stop" else ""), add_special_tokens=False)
 
+    placeholders = {getattr(policy.model.config, k, None) for k in ("image_token_id", "video_token_id")} - {None}
     samples, groups = [], []
     memories = [""] * (1 if p.variant == "prpo" else G)
     for t, step in enumerate(steps, start=1):
@@ -223,7 +227,9 @@ def rollout(record: dict, policy, sampler: Backend, config: RunConfig, rng: rand
             s.advantage = a
         groups.append(scored)
         for i, s in enumerate(scored):
-            samples.append(Sample(prompts[0 if p.variant == "prpo" else i], frames, tokens(s.completion), s.advantage, t - 1))
+            ids = tokens(s.completion)
+            prompt = prompts[0 if p.variant == "prpo" else i]
+            samples.append(Sample(prompt, frames, ids, s.advantage, t - 1, scorable=not placeholders & set(ids)))
         # the memory carried on is capped at L_max tokens, as the inference loop caps it
         cap = lambda m: policy.truncate_tokens(m, config.memory.max_tokens)
         if p.variant == "prpo" and t < T:
@@ -361,7 +367,7 @@ def train_prpo(
         rollout_seconds = time.perf_counter() - started
         model.train()
         # 2. the loss: only samples with A != 0 carry gradient (or every sample when a KL term is on)
-        active = [s for s in samples if s.advantage != 0.0 or p.kl_coef > 0]
+        active = [s for s in samples if s.scorable and (s.advantage != 0.0 or p.kl_coef > 0)]
         local_tokens = sum(len(s.token_ids) for s in samples)
         step_tokens = accelerator.reduce(torch.tensor(local_tokens, device=accelerator.device), "sum").item()
         batches = _batches(active)
