@@ -1,4 +1,4 @@
-"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about 90 minutes.
+"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about two hours.
 
     python scripts/train_default_model.py --install   # writes runs/default-model/, then replaces videomem/assets/default-model
     python scripts/eval_default_model.py --model runs/default-model/final --metrics runs/default-model/metrics.jsonl
@@ -22,13 +22,17 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
 4. Copy stage (--copy-minutes, 8): the language model alone on texts that repeat or look up their first half
    (videomem.train.copy_stage). Trained from random weights on the records alone, it never learned to copy, which
    every memory step needs (docs/training-log.md, run 5).
-5. Stage 2, the memory task (--minutes, 60), from the copy stage's weights: the question records in one wording per
+5. Text stage (--text-minutes 20, then --marks-minutes 25): the memory task's steps without their frames, loss on the
+   marks, the memory and the answer, fresh videos every batch (videomem.train.text_stage); its second part keeps
+   only a tenth of the steps without a "yes" mark (--keep-without-yes) and weights the marks x2 (--mark-weight):
+   without that, "yes" was never predicted (docs/training-log.md, run 8).
+6. Stage 2, the memory task (--minutes, 45), from the text stage's weights: the question records in one wording per
    family, each step first naming in a think block everything its clip shows, each event marked yes or no (does the
    question need it), then the memory (facts timed by their clip's start) and the answer (docs/training-log.md,
    runs 5-7); steps whose clip adds evidence x2, code event records x2.
    Each stage: AdamW, lr 6e-4, warm-up then cosine (training-notes); max_steps from the time budget and the expected
    speed; a time guard stops early (checkpoint + export) if steps are slower.
-6. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/stage1/, <out>/copy/; --install copies final into
+7. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/stage1/, <out>/copy/; --install copies final into
    videomem/assets/default-model.
 """
 
@@ -48,7 +52,7 @@ EVAL_SEEDS = (0, 7)  # videomem synth default, held-out evaluation set
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Retrain the bundled default model from scratch on CPU.")
     ap.add_argument("--out", type=Path, default=Path("runs/default-model"), help="output dir (init/, data/, final/)")
-    ap.add_argument("--minutes", type=float, default=60.0, help="time budget of stage 2 (data and model build extra)")
+    ap.add_argument("--minutes", type=float, default=45.0, help="time budget of stage 2 (data and model build extra)")
     ap.add_argument("--sec-per-example", type=float, default=0.17,
                     help="expected stage-2 seconds per example on 2 cores (128x128 frames, the default mix), for max_steps")
     ap.add_argument("--max-steps", type=int, default=None, help="override the derived max_steps (both stages)")
@@ -74,9 +78,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="time budget of the text stage (the memory task's text operations without frames, after the "
                     "copy stage: videomem.train.text_stage)")
     ap.add_argument("--marks-minutes", type=float, default=25.0,
-                    help="time budget of the text stage's second part, from the first one's weights, with the marks "
-                    "weighted --mark-weight times in the loss (unweighted, no 'yes' mark was ever predicted)")
-    ap.add_argument("--mark-weight", type=float, default=8.0)
+                    help="time budget of the text stage's second part, from the first one's weights, with 'yes' marks "
+                    "made common (--keep-without-yes) and the marks weighted --mark-weight times in the loss")
+    ap.add_argument("--mark-weight", type=float, default=2.0)
+    ap.add_argument("--keep-without-yes", type=float, default=0.1,
+                    help="share of the text steps without a 'yes' mark kept in the text stage's second part")
     ap.add_argument("--install", action="store_true", help="copy the final model into videomem/assets/default-model")
     ap.add_argument("--arch", default="qwen3_vl", choices=["qwen3_vl", "qwen2_5_vl"])
     ap.add_argument("--text-hidden", type=int, default=256)
@@ -221,7 +227,7 @@ def main(argv=None) -> None:
     # The step's text operations (marks, memory, answer) on fresh steps without frames (videomem.train.text_stage).
     texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed, log=stamp)
     texted = train_text_stage(texted, out / "text-marks", minutes=a.marks_minutes, clip_config=clip_cfg,
-                              mark_weight=a.mark_weight, seed=a.seed + 1, log=stamp)
+                              mark_weight=a.mark_weight, keep_without_yes=a.keep_without_yes, seed=a.seed + 1, log=stamp)
     # Stage 2, the memory task (evidence steps repeated), with code events mixed in: stage 1 leaves codes unread.
     code_events = [r for r in events if "code " in r["steps"][0]["memory"]]
     examples = training_examples({"question": stage2_records(a, clip_cfg), "code event": code_events},
