@@ -6,8 +6,9 @@ For each example (a synthetic 240 s video and one of its questions: T = 4 clips 
 128x128), both variants run on the same weights, alternating (prpo, grpo, prpo, ...) so machine noise hits both:
 - rollout: T steps of G samples (prpo: one prompt per step, G samples from one prefill; grpo: G chains, G prompts per
   step, each encoded and prefilled on its own), through videomem.train.prpo.rollout;
-- update: the loss forward and backward over all T*G samples (every sample counted active, so the two variants do
-  the same amount of scoring work whatever the rewards are).
+- update: the loss forward and backward over all T*G samples, the trainer's path (videomem.train.prpo.batch_logprobs:
+  prpo forwards a step's prompt once for its G samples); every sample counted active, so the work does not depend
+  on the rewards.
 Prints seconds per example for each part and variant, and the grpo/prpo ratios.
 """
 
@@ -24,7 +25,7 @@ from videomem.backends.hf import HFBackend
 from videomem.config import ClipConfig, load_config
 from videomem.synth.scene import SynthSpec
 from videomem.train.chain_data import synthetic_records
-from videomem.train.prpo import _batches, clipped_token_loss, rollout, sample_batch, token_logprobs
+from videomem.train.prpo import _batches, batch_logprobs, clipped_token_loss, rollout
 
 
 def main(argv=None) -> None:
@@ -55,8 +56,7 @@ def main(argv=None) -> None:
             t1 = time.perf_counter()
             policy.model.train()
             for batch in _batches([s for s in samples if s.scorable]):
-                inputs = sample_batch(policy, batch, cfg)
-                logp, mask = token_logprobs(policy.model, inputs, 1.0)
+                logp, mask = batch_logprobs(policy, policy.model, batch, cfg)
                 adv = torch.ones(len(batch))
                 clipped_token_loss(logp, logp.detach(), adv, mask, epsilon=0.2, epsilon_high=0.2)[0].backward()
             policy.model.zero_grad(set_to_none=True)

@@ -286,3 +286,34 @@ def test_a_sample_with_a_vision_placeholder_token_is_kept_out_of_the_loss(tiny, 
     train_prpo(cfg, [records[0]], sampler=WithPlaceholder(records[0]["answer"]), log=lambda m: None)
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["rewards/consistency/mean"] == 0.5 and row["loss"] != 0.0  # the readable samples still train
+
+
+def test_shared_prompt_scoring_equals_scoring_each_sample_with_its_prompt(tiny, tmp_path, records):
+    from videomem.backends.hf import HFBackend
+    from videomem.train.chain_data import record_to_steps
+    from videomem.train.prpo import Sample, batch_logprobs, sample_batch, step_frames_sized, token_logprobs
+
+    policy = HFBackend(str(tiny))
+    cfg = _config(tiny, tmp_path)
+    step = record_to_steps(records[0])[1]
+    frames = step_frames_sized(records[0], step, policy, cfg)
+    rng = random.Random(0)
+    batch = [Sample(step, frames, [rng.randrange(10, 500) for _ in range(n)], 1.0, 0) for n in (5, 9, 1, 7)]
+
+    def run(shared: bool):
+        policy.model.zero_grad()
+        if shared:
+            logp, mask = batch_logprobs(policy, policy.model, batch, cfg)
+        else:
+            logp, mask = token_logprobs(policy.model, sample_batch(policy, batch, cfg), cfg.prpo.temperature)
+        logp.sum().backward()
+        values = [row[m].tolist() for row, m in zip(logp, mask)]
+        return values, {n: q.grad.clone() for n, q in policy.model.named_parameters() if q.grad is not None}
+
+    (full, g_full), (shared, g_shared) = run(False), run(True)
+    assert [len(v) for v in shared] == [5, 9, 1, 7]
+    for a, b in zip(full, shared):
+        assert a == pytest.approx(b, abs=1e-5)
+    assert g_full.keys() == g_shared.keys() and any("visual" in n for n in g_shared)  # the prompt's frames get gradient
+    for n in g_full:
+        assert (g_full[n] - g_shared[n]).abs().max() <= 1e-4 * g_full[n].abs().max(), n  # float32 sums: ~1e-6 apart

@@ -28,6 +28,8 @@ Choices the paper leaves open, and departures from it and from vanilla GRPO (def
 - grpo groups step t's samples across the G chains (their prompts differ): the same reward and advantage code as
   prpo, so the two variants differ only in how memory is carried and how often a prompt is encoded.
 - Advantage std: unbiased (torch.std), eps 1e-4 (TRL). No std scaling option, no reward clipping.
+- The update forwards a step's prompt once for its G samples too (shared_prompt_logprobs: the prompt's cache copied
+  G times, gradients through it), for Qwen VL models; other architectures score prompt + completion per sample.
 - Loss: TRL's "dapo"/token-level normalisation over all tokens of the optimizer step; clipped ratio with
   epsilon/epsilon_high (TRL names); KL to the starting model with the k3 estimator, off by default (TRL beta = 0).
   Log-probs use logits / temperature, as TRL does. Samples with A = 0 are not forwarded when kl_coef = 0: their
@@ -280,6 +282,52 @@ def token_logprobs(model, batch: dict[str, torch.Tensor], temperature: float) ->
     return logp * mask, mask
 
 
+def shared_prompt_logprobs(
+    model, prompt_inputs: dict[str, torch.Tensor], completions: list[list[int]], temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs ([G, L]) and mask of G completions of ONE prompt, the prompt forwarded once: its cache is copied G
+    times and the completions run on it, so gradients from all G reach the prompt's computation through the cache.
+    Equal to scoring prompt + completion G times (tests/test_prpo.py), at the cost of one prompt instead of G.
+    Qwen VL models (3D rotary positions continued from the prompt's rope_deltas)."""
+    G, L = len(completions), max(map(len, completions))
+    device = prompt_inputs["input_ids"].device
+    model_core = getattr(model, "model", model)
+    model_core.rope_deltas = None  # recomputed from this prompt (a stale one would shift every position)
+    out = model(**prompt_inputs, use_cache=True, logits_to_keep=1)
+    ids = torch.tensor([c + [0] * (L - len(c)) for c in completions], device=device)
+    mask = torch.tensor([[1] * len(c) + [0] * (L - len(c)) for c in completions], device=device)
+    first = torch.log_softmax(out.logits[:, -1].float() / temperature, -1)[0].gather(0, ids[:, 0])  # [G]
+    if L == 1:
+        return (first[:, None] * mask), mask.bool()
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(G)
+    P = prompt_inputs["input_ids"].shape[1]
+    positions = (P + torch.arange(L - 1, device=device)).view(1, 1, -1).expand(3, G, -1)
+    positions = positions + model_core.rope_deltas.view(1, -1, 1)
+    rest = model(
+        input_ids=ids[:, :-1],
+        attention_mask=torch.cat([torch.ones(G, P, dtype=mask.dtype, device=device), mask[:, :-1]], 1),
+        past_key_values=cache,
+        position_ids=positions,
+        mm_token_type_ids=torch.zeros(G, L - 1, dtype=torch.long, device=device),
+    ).logits.float()
+    rest = torch.log_softmax(rest / temperature, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # [G, L-1]
+    return torch.cat([first[:, None], rest], 1) * mask, mask.bool()
+
+
+def batch_logprobs(policy, model, batch: list[Sample], config: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs and mask of a forward batch: one shared prompt forward when the samples share a prompt (prpo) and
+    the model continues positions from a cache (Qwen VL), else prompt + completion per sample."""
+    device = next(model.parameters()).device
+    shared = all(s.step is batch[0].step for s in batch) and hasattr(getattr(model, "model", None), "rope_deltas")
+    if shared:
+        s = batch[0]
+        inputs = {k: v.to(device) for k, v in policy.encode(s.step.prompt(s.frames, config.memory.max_tokens)).items()}
+        return shared_prompt_logprobs(model, inputs, [x.token_ids for x in batch], config.prpo.temperature)
+    inputs = {k: v.to(device) for k, v in sample_batch(policy, batch, config).items()}
+    return token_logprobs(model, inputs, config.prpo.temperature)
+
+
 # --- the trainer ---------------------------------------------------------------------------------------------------
 
 
@@ -374,16 +422,15 @@ def train_prpo(
         old = []
         if p.num_iterations > 1:
             with torch.no_grad():
-                old = [token_logprobs(model, _to(sample_batch(policy, b, config), accelerator), p.temperature)[0] for b in batches]
+                old = [batch_logprobs(policy, model, b, config)[0] for b in batches]
         refs = []
         if reference is not None:
             with torch.no_grad():
-                refs = [token_logprobs(reference, _to(sample_batch(policy, b, config), accelerator), p.temperature)[0] for b in batches]
+                refs = [batch_logprobs(policy, reference, b, config)[0] for b in batches]
         totals = {"loss": 0.0, "kl": 0.0, "clip_low": 0.0, "clip_high": 0.0}
         for _ in range(p.num_iterations):
             for k, b in enumerate(batches):
-                batch = _to(sample_batch(policy, b, config), accelerator)
-                logp, mask = token_logprobs(model, batch, p.temperature)
+                logp, mask = batch_logprobs(policy, model, b, config)
                 adv = torch.tensor([s.advantage for s in b], device=logp.device, dtype=logp.dtype)
                 loss_sum, parts = clipped_token_loss(
                     logp, old[k] if old else logp.detach(), adv, mask, epsilon=p.epsilon, epsilon_high=eps_high,
@@ -444,10 +491,6 @@ def _batches(samples: list[Sample], size: int = 8) -> list[list[Sample]]:
         else:
             out.append([s])
     return out
-
-
-def _to(batch: dict[str, torch.Tensor], accelerator: Accelerator) -> dict[str, torch.Tensor]:
-    return {k: v.to(accelerator.device) for k, v in batch.items()}
 
 
 def _metrics(groups: list[list[Scored]], samples: list[Sample], totals: dict, step_tokens: int, accelerator) -> dict:
