@@ -74,7 +74,7 @@ def main(argv=None) -> None:
     for v in ("prpo", "grpo"):
         m = mean[v]
         print(f"| {v} | {m['rollout']:.1f} | {m['update']:.1f} | {m['rollout'] + m['update']:.1f} | {m['tokens']:.0f} |")
-    r = lambda k: mean["grpo"][k] / mean["prpo"][k]  # noqa: E731
+    r = lambda k: mean["grpo"][k] / mean["prpo"][k]
     total = (mean["grpo"]["rollout"] + mean["grpo"]["update"]) / (mean["prpo"]["rollout"] + mean["prpo"]["update"])
     print(f"\ngrpo / prpo: rollout {r('rollout'):.2f}x, update {r('update'):.2f}x, total {total:.2f}x")
 

@@ -28,7 +28,7 @@ from videomem.train.prpo import (
 
 
 def test_tcr_reward_adds_consistency_and_format_and_charges_overflow():
-    kw = dict(alpha=1.0, format_weight=1.0, beta=0.005)
+    kw = {"alpha": 1.0, "format_weight": 1.0, "beta": 0.005}
     assert tcr_reward(1, 1, 0, **kw) == 2.0
     assert tcr_reward(0, 1, 0, **kw) == 1.0
     assert tcr_reward(1, 1, 200, **kw) == pytest.approx(1.0)  # 2 - 0.005 * 200
@@ -82,7 +82,7 @@ def test_clipped_token_loss_on_a_toy_batch():
     assert loss.item() == pytest.approx(-1.5 - 0.5 + 1.5)
     # k3 KL to a reference: exp(ref - logp) - (ref - logp) - 1, here ref = 0 for every token
     loss_kl, parts = clipped_token_loss(logp, old, adv, mask, epsilon=0.2, epsilon_high=0.2, ref_logp=old, kl_coef=0.1)
-    k3 = lambda r: 1 / r + math.log(r) - 1  # noqa: E731
+    k3 = lambda r: 1 / r + math.log(r) - 1
     assert parts["kl"].item() == pytest.approx(2 * k3(1.5) + k3(0.5), rel=1e-5)
     assert loss_kl.item() == pytest.approx(-0.2 + 0.1 * (2 * k3(1.5) + k3(0.5)), rel=1e-5)
     # the gradient: ratio 1 (first update) gives d loss / d logp = -A on every unmasked token
@@ -317,3 +317,14 @@ def test_shared_prompt_scoring_equals_scoring_each_sample_with_its_prompt(tiny, 
     assert g_full.keys() == g_shared.keys() and any("visual" in n for n in g_shared)  # the prompt's frames get gradient
     for n in g_full:
         assert (g_full[n] - g_shared[n]).abs().max() <= 1e-4 * g_full[n].abs().max(), n  # float32 sums: ~1e-6 apart
+
+
+def test_forward_batches_keep_one_prompt_together_or_mix_only_distinct_prompts():
+    from videomem.train.prpo import Sample, _batches
+
+    a, b = object(), object()
+    chains = [object() for _ in range(10)]
+    prpo = [Sample(a, [], [1], 1.0, 0)] * 4 + [Sample(b, [], [1], 1.0, 1)] * 4
+    assert [[s.step for s in batch] for batch in _batches(prpo, size=8)] == [[a] * 4, [b] * 4]
+    grpo = [Sample(c, [], [1], 1.0, 0) for c in chains]
+    assert [len(batch) for batch in _batches(grpo, size=8)] == [8, 2]

@@ -483,11 +483,15 @@ def sync_gradients(params: list[torch.Tensor], accelerator: Accelerator) -> None
 
 
 def _batches(samples: list[Sample], size: int = 8) -> list[list[Sample]]:
-    """Samples in forward batches of at most `size`, those of one prompt together (prpo: one step's G samples)."""
+    """Forward batches of at most `size` samples, each either all of one prompt (prpo: scored with one shared prompt
+    forward) or all of different prompts (grpo's chains: prompt + completion per row)."""
     out: list[list[Sample]] = []
     for s in samples:
-        if out and len(out[-1]) < size and out[-1][-1].step is s.step:
-            out[-1].append(s)
+        last = out[-1] if out else []
+        same = bool(last) and all(x.step is s.step for x in last)
+        distinct = len({id(x.step) for x in last} | {id(s.step)}) == len(last) + 1
+        if last and len(last) < size and (same or distinct):
+            last.append(s)
         else:
             out.append([s])
     return out
