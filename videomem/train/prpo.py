@@ -70,6 +70,7 @@ from videomem.train.sft import (
     export_model,
     latest_checkpoint,
     save_checkpoint,
+    start_output_dir,
     window,
 )
 from videomem.video.resize import resize_frame
@@ -393,11 +394,7 @@ def train_prpo(
             log(f"resumed from {ckpt} at step {step}")
     metrics_path = out / METRICS_FILE
     if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config.model_dump(), indent=2) + "\n")
-        if metrics_path.exists():
-            kept = [line for line in metrics_path.read_text().splitlines() if json.loads(line)["step"] <= step]
-            metrics_path.write_text("".join(line + "\n" for line in kept))
+        start_output_dir(out, config, step)
     eps_high = p.epsilon if p.epsilon_high is None else p.epsilon_high
 
     while step < p.max_steps:

@@ -227,11 +227,7 @@ def train_sft(
             log(f"resumed from {ckpt} at step {step}")
     metrics_path = out / METRICS_FILE
     if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config.model_dump(), indent=2) + "\n")
-        if metrics_path.exists():  # drop lines a crashed run wrote after its last checkpoint
-            kept = [line for line in metrics_path.read_text().splitlines() if json.loads(line)["step"] <= step]
-            metrics_path.write_text("".join(line + "\n" for line in kept))
+        start_output_dir(out, config, step)
 
     enc = {
         "memory_budget": config.memory.max_tokens,
@@ -312,6 +308,17 @@ def train_sft(
         log(f"model written to {final}")
     accelerator.wait_for_everyone()
     return final
+
+
+def start_output_dir(out: Path, config: RunConfig, step: int) -> None:
+    """Create the run's folder, record its config, and drop the metrics lines a crashed run wrote after `step` (its
+    last checkpoint), so a resumed run's metrics.jsonl has each step once. Main process only."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config.model_dump(), indent=2) + "\n")
+    metrics_path = out / METRICS_FILE
+    if metrics_path.exists():
+        kept = [line for line in metrics_path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        metrics_path.write_text("".join(line + "\n" for line in kept))
 
 
 def save_checkpoint(accelerator: Accelerator, path: Path, **state: int) -> None:

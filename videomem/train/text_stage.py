@@ -9,7 +9,10 @@ stage trains exactly the video stage's steps without the frames: the step prompt
 video part left out; the target is the same; the loss skips the names of the clip's events (which only the frames
 could tell) and covers everything after them: the marks, the memory and the answer. Every batch comes from freshly
 generated synthetic videos (seeds >= FRESH_SEED_BASE, never an evaluation seed), so nothing can be memorised.
-Copy texts (videomem.train.copy_stage) are mixed in, so the copying learned there is kept.
+Copy texts (videomem.train.copy_stage) are mixed in, so the copying learned there is kept. Two knobs for the marks,
+which are rare ("yes" is one mark in eight, in a fifth of the steps): `mark_weight` counts the mark tokens that many
+times in the loss, `keep_without_yes` thins out the steps without a "yes" (run 8: 0.1 moved every family, x8 weights
+alone only the most frequent one).
 """
 
 from __future__ import annotations
@@ -160,7 +163,7 @@ def train_text_stage(
     minutes: float,
     clip_config: ClipConfig,
     factors: tuple[float, ...] = (1.0, 1.0, 2.0, 4.0, 8.0),
-    sec_per_step: float = 1.2,
+    sec_per_step: float = 1.8,  # measured on 2 cores, batch 24 (docs/training-log.md, run 8)
     max_steps: int | None = None,
     batch_size: int = 24,
     copy_share: float = 0.15,
