@@ -42,6 +42,7 @@ import argparse
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from videomem.config import ClipConfig, load_config
@@ -81,6 +82,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="time budget of the text stage's second part, from the first one's weights, with 'yes' marks "
                     "made common (--keep-without-yes) and the marks weighted --mark-weight times in the loss")
     ap.add_argument("--mark-weight", type=float, default=2.0)
+    ap.add_argument("--stage2-loss", choices=["names", "all"], default="names",
+                    help="stage 2's loss on the question steps: the events named in the think block only, or the "
+                    "whole target")
     ap.add_argument("--keep-without-yes", type=float, default=0.1,
                     help="share of the text steps without a 'yes' mark kept in the text stage's second part")
     ap.add_argument("--install", action="store_true", help="copy the final model into videomem/assets/default-model")
@@ -204,7 +208,7 @@ def main(argv=None) -> None:
     a = parse_args(argv)
     from videomem.train.chain_data import read_records
     from videomem.train.copy_stage import train_copy
-    from videomem.train.text_stage import train_text_stage
+    from videomem.train.text_stage import train_text_stage, unseen_spans
 
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
@@ -228,10 +232,14 @@ def main(argv=None) -> None:
     texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed, log=stamp)
     texted = train_text_stage(texted, out / "text-marks", minutes=a.marks_minutes, clip_config=clip_cfg,
                               mark_weight=a.mark_weight, keep_without_yes=a.keep_without_yes, seed=a.seed + 1, log=stamp)
-    # Stage 2, the memory task (evidence steps repeated), with code events mixed in: stage 1 leaves codes unread.
     code_events = [r for r in events if "code " in r["steps"][0]["memory"]]
+    # Stage 2, the memory task (evidence steps repeated), with code events mixed in: stage 1 leaves codes unread.
+    # --stage2-loss names: the loss on what only the frames tell (the events named in the think block); the marks,
+    # memory and answer stay the text stage's (trained here too, rare "yes" marks were unlearned: run 9).
     examples = training_examples({"question": stage2_records(a, clip_cfg), "code event": code_events},
                                  {"question": 1, "code event": a.code_event_repeat}, evidence_repeat=a.evidence_repeat)
+    if a.stage2_loss == "names":
+        examples = [replace(ex, loss_spans=tuple(unseen_spans(ex.step))) if ex.step.observed else ex for ex in examples]
     final = run_stage(a, "stage 2", texted, out, examples, a.minutes, a.sec_per_example, a.batch_size)
     size = sum(f.stat().st_size for f in final.iterdir())
     print(f"[done] {final} ({size / 1e6:.1f} MB) in {(time.time() - t0) / 60:.1f} min")
@@ -264,7 +272,7 @@ def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1) ->
 
 
 def run_stage(a, name: str, model: Path, out: Path, examples: list, minutes: float, sec_per_example: float,
-              batch_size: int) -> Path:  # fmt: skip
+              batch_size: int, freeze: tuple[str, ...] = ()) -> Path:  # fmt: skip
     """train_sft with a time budget: max_steps from the expected speed; a guard stops (checkpoint + export) early if
     steps are slower. Rerunning resumes from the stage's latest checkpoint."""
     from videomem.train.sft import train_sft
@@ -277,7 +285,7 @@ def run_stage(a, name: str, model: Path, out: Path, examples: list, minutes: flo
         "model.model": str(model.resolve()),
         "sft.output_dir": str(out), "sft.max_steps": max_steps, "sft.batch_size": batch_size,
         "sft.lr": a.lr, "sft.warmup_steps": a.warmup, "sft.lr_scheduler": "cosine",
-        "sft.save_steps": a.save_steps, "sft.seed": a.seed, "sft.resume": True,
+        "sft.save_steps": a.save_steps, "sft.seed": a.seed, "sft.resume": True, "sft.freeze": list(freeze),
     })  # fmt: skip
     print(f"[{name}] max_steps {max_steps} (budget {minutes} min at ~{sec_per_example} s per example), batch "
           f"{batch_size}, lr {a.lr}, warm-up {a.warmup}, frames <= {a.max_pixels} px")  # fmt: skip

@@ -6,6 +6,7 @@ chain-of-memory records from the synthetic builder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -26,7 +27,8 @@ from videomem.config import RunConfig
 from videomem.models import build_tiny_vlm
 from videomem.train.batching import IGNORE_INDEX, SFTExample, collate, encode_example, end_of_turn, step_prompt
 from videomem.train.chain_data import Step
-from videomem.train.sft import export_checkpoint, train_sft
+from videomem.errors import ConfigError
+from videomem.train.sft import export_checkpoint, model_part, train_sft
 from videomem.video.plan import ClipSpec
 
 ARCHS = ("qwen2_5_vl", "qwen3_vl")
@@ -112,6 +114,18 @@ def test_labels_cover_exactly_the_target(checkpoints, arch):
     assert width == max(inputs["input_ids"].shape[1], other["input_ids"].shape[1])
 
 
+def test_loss_spans_label_only_the_target_tokens_inside_them(checkpoints):
+    backend = HFBackend(str(checkpoints["qwen3_vl"]), device="cpu")
+    example = make_examples()[2]  # target <memory>[22.0s] a green car.</memory><answer>C</answer>
+    start = example.target.index("green")
+    spans = ((start, start + len("green car")),)
+    inputs = encode_example(backend, dataclasses.replace(example, loss_spans=spans), min_pixels=MIN_PIXELS)
+    full = encode_example(backend, example, min_pixels=MIN_PIXELS)
+    assert torch.equal(inputs["input_ids"], full["input_ids"])
+    supervised = inputs["labels"][inputs["labels"] != IGNORE_INDEX]
+    assert backend.tokenizer.decode(supervised).replace(" ", "") == "greencar"
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_overfits_a_few_examples_and_exports_a_loadable_model(checkpoints, arch, tmp_path):
     """A real behaviour check: 30 steps on 4 examples drive the target loss well down; the exported model loads
@@ -159,6 +173,25 @@ def test_lora_trains_only_the_adapters(checkpoints, tmp_path):
     merged = HFBackend(str(final), device="cpu").model.state_dict()  # export merges the adapters
     changed = {k for k in base if not torch.equal(base[k], merged[k])}
     assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("frozen", [("language",), ("vision",)])
+def test_freeze_keeps_a_part_fixed_and_trains_the_rest(checkpoints, arch, frozen, tmp_path):
+    final = train_sft(make_config(checkpoints[arch], tmp_path / "out", freeze=list(frozen)), make_examples(),
+                      log=lambda s: None)  # fmt: skip
+    base = HFBackend(str(checkpoints[arch]), device="cpu").model.state_dict()
+    trained = HFBackend(str(final), device="cpu").model.state_dict()
+    changed = {k for k in base if not torch.equal(base[k], trained[k])}
+    parts = {k: model_part(k) for k in base}
+    assert {parts[k] for k in changed} == {"vision", "language", "projector"} - set(frozen)
+    assert sum(parts[k] == "projector" for k in base) > 0 and sum(parts[k] == "vision" for k in base) > 0
+
+
+def test_freezing_every_part_is_a_config_error(checkpoints, tmp_path):
+    with pytest.raises(ConfigError, match="nothing to train"):
+        train_sft(make_config(checkpoints["qwen3_vl"], tmp_path / "out", freeze=["vision", "language"], lora=True,
+                              lora_target_modules=["q_proj"]), make_examples(), log=lambda s: None)  # fmt: skip
 
 
 def test_gradient_accumulation_matches_a_bigger_batch(checkpoints, tmp_path):
@@ -245,7 +278,8 @@ SCRIPT = textwrap.dedent(
     from accelerate import PartialState
     sys.path.insert(0, {tests!r})
     from test_sft import make_config, make_examples
-    from videomem.train.sft import export_checkpoint, train_sft
+    from videomem.errors import ConfigError
+from videomem.train.sft import export_checkpoint, model_part, train_sft
     train_sft(make_config({ck!r}, {out!r}, max_steps=2, save_steps=2), make_examples(), log=print)
     state = PartialState()  # after train_sft: its Accelerator set up the process group
     # one file per rank: two processes printing to one pipe can interleave their lines

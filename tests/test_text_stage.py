@@ -37,6 +37,11 @@ def tok(tiny):
     return AutoTokenizer.from_pretrained(tiny)
 
 
+def drop_names(think: str) -> str:
+    head, sep, events = think.rpartition(" | ")
+    return head + sep + ("" if events == "nothing" else re.sub(r"(^|; )[^;:]+(?=: (yes|no))", r"\1", events))
+
+
 def test_labels_cover_marks_memory_and_answer_but_not_what_only_the_frames_show(tok):
     stream = fresh_steps(random.Random(0), CFG, (1.0, 2.0))
     eot = end_of_turn(tok)
@@ -45,10 +50,10 @@ def test_labels_cover_marks_memory_and_answer_but_not_what_only_the_frames_show(
         ids, labels = encode_text_step(tok, step, eot)
         n_prompt = len(ids) - len(tok(step.target + eot, add_special_tokens=False)["input_ids"])
         assert labels[:n_prompt] == [IGNORE_INDEX] * n_prompt
-        # the event names drop out of the labelled text; marks, separators, memory and answer stay
-        names_out = re.sub(r"(?<=<think>)[^<]*(?=</think>)",
-                           lambda m: "" if m.group() == "nothing" else re.sub(r"(^|; )[^;:]+(?=: (yes|no))", r"\1",
-                                                                              m.group()), step.target)  # fmt: skip
+        # the event names drop out of the labelled text; the header (what the question needs), marks, separators,
+        # memory and answer stay
+        assert step.target.startswith("<think>need ")
+        names_out = re.sub(r"(?<=<think>)[^<]*(?=</think>)", lambda m: drop_names(m.group()), step.target)
         assert tok.decode([t for t in labels if t != IGNORE_INDEX]).replace(" ", "") == (names_out + eot).replace(" ", "")
         prompt = tok.decode(ids[:n_prompt])
         assert text_prompt(step).text in prompt and "<|video_pad|>" not in prompt

@@ -132,6 +132,12 @@ class SFTConfig(_Section):
         description="Module names that get adapters (peft target_modules). The defaults match the language model of "
         "Qwen2.5-VL/Qwen3-VL/SmolVLM only; add the vision tower's (e.g. 'qkv', 'proj') to adapt it too.",
     )
+    freeze: list[Literal["vision", "language"]] = Field(
+        [],
+        description="Parts kept fixed: 'vision' (the vision encoder), 'language' (the language model with its embeddings "
+        "and head). The projector between them (Qwen's merger, SmolVLM's connector) always trains. LLaVA-style "
+        "recipes freeze the vision tower; freezing the language model trains perception alone.",
+    )
     save_steps: int = Field(100, ge=1, description="Write a resumable checkpoint every this many optimizer steps (and at the end).")
     save_total_limit: int | None = Field(
         3, ge=1, description="Keep only the newest this many checkpoints (TRL/Trainer's name); None keeps all."

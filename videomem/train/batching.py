@@ -33,6 +33,8 @@ class SFTExample:
 
     step: Step
     frames: Callable[[list[float]], list[np.ndarray]]
+    # character spans of the target that carry the loss; None: all of it and the end-of-turn token
+    loss_spans: tuple[tuple[int, int], ...] | None = None
 
     @property
     def target(self) -> str:
@@ -65,11 +67,13 @@ def encode_example(
     max_pixels: int = 128 * 32 * 32,
 ) -> dict[str, torch.Tensor]:
     """Model inputs (batch of one, on CPU) with `labels`: IGNORE_INDEX on every prompt token, the target ids plus the
-    end-of-turn token after it. The loss then covers exactly what the model writes at inference."""
+    end-of-turn token after it. The loss then covers exactly what the model writes at inference (or, with
+    example.loss_spans, only the target tokens that overlap those character spans)."""
     prompt = step_prompt(example, backend, memory_budget=memory_budget, min_pixels=min_pixels, max_pixels=max_pixels)
     inputs = {k: v.cpu() for k, v in backend.encode(prompt).items()}
-    target = backend.tokenizer.encode(example.target + end_of_turn(backend.tokenizer), add_special_tokens=False)
-    target = torch.tensor([target], dtype=torch.long)  # [1, L]
+    enc = backend.tokenizer(example.target + end_of_turn(backend.tokenizer), add_special_tokens=False,
+                            return_offsets_mapping=example.loss_spans is not None)  # fmt: skip
+    target = torch.tensor([enc["input_ids"]], dtype=torch.long)  # [1, L]
     n_prompt = inputs["input_ids"].shape[1]
     inputs["input_ids"] = torch.cat([inputs["input_ids"], target], 1)
     inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(target)], 1)
@@ -77,6 +81,9 @@ def encode_example(
         inputs["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(target)], 1)
     labels = torch.full_like(inputs["input_ids"], IGNORE_INDEX)
     labels[:, n_prompt:] = target
+    if example.loss_spans is not None:
+        inside = [any(a < e and b > s for s, e in example.loss_spans) for a, b in enc["offset_mapping"]]
+        labels[:, n_prompt:][:, ~torch.tensor(inside)] = IGNORE_INDEX
     inputs["labels"] = labels
     return inputs
 

@@ -120,8 +120,28 @@ def load_model(config: RunConfig, device: torch.device) -> HFBackend:
             bias="none",
         )
         backend.model = get_peft_model(backend.model, lora)
+    freeze_parts(backend.model, sft.freeze)
     backend.model.train()
     return backend
+
+
+_VISION_KEYS = ("visual.", "vision_model.", "vision_tower.")  # Qwen2.5/3-VL, SmolVLM (Idefics3), LLaVA
+_PROJECTOR_KEYS = ("merger", "connector.", "multi_modal_projector.")
+
+
+def model_part(name: str) -> str:
+    """'projector', 'vision' or 'language': which part of a VLM the parameter `name` belongs to."""
+    if any(k in name for k in _PROJECTOR_KEYS):
+        return "projector"
+    return "vision" if any(k in name for k in _VISION_KEYS) else "language"
+
+
+def freeze_parts(model, parts: list[str]) -> None:
+    for name, param in model.named_parameters():
+        if model_part(name) in parts:
+            param.requires_grad_(False)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(f"sft.freeze {parts} leaves nothing to train")
 
 
 def _step_of(checkpoint: Path) -> int:

@@ -67,12 +67,13 @@ def unseen_spans(step: Step) -> list[tuple[int, int]]:
     word "nothing"), not its mark."""
     target, observed = step.target, step.observed or ""
     start = target.index("<think>") + len("<think>") if observed else 0
-    spans, pos = [], 0
+    pos = observed.index(" | ") + 3 if " | " in observed else 0  # the header ("need ... | ") comes from the question
+    spans = []
     for m in MARK.finditer(observed):
         spans.append((start + pos, start + m.start()))
         pos = m.end() + 2  # skip "; "
     if observed and not spans:  # "nothing"
-        spans.append((start, start + len(observed)))
+        spans.append((start + pos, start + len(observed)))
     return spans
 
 

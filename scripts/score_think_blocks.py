@@ -1,0 +1,87 @@
+"""Where a model's memory steps go wrong on a synthetic evaluation run: perception (the events named in the think
+block), the marks, or the memory.
+
+    python scripts/score_think_blocks.py runs/default-eval-v8/eval-1x-v9 runs/default-eval-v8/synth-1x
+
+For every step in the run's traces (`videomem eval synthetic ... --method videomem`) it rebuilds the target the
+training data would have for that step (videomem.train.chain_data.chain_for_question on the same clips and sample
+times, observe + mark) and compares, per question family: events named exactly (of the events the frames show),
+marks right on the events named right ("yes" and "no" apart), the header ("need ... | ") and the whole memory.
+Nothing about the model is assumed beyond the format its training taught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import random
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from videomem.synth.scene import SynthSpec
+from videomem.train.chain_data import _synth_video, chain_for_question, seen_per_clip
+from videomem.video.plan import ClipSpec
+
+THINK = re.compile(r"<think>(.*?)</think>", re.S)
+
+
+def items(observed: str) -> tuple[str, dict[str, Counter]]:
+    """(header, {"name": Counter(mark)}) of a think block's text."""
+    head, sep, body = observed.rpartition(" | ")
+    marks: dict[str, Counter] = defaultdict(Counter)
+    for item in body.split("; ") if body.strip() not in ("", "nothing") else []:
+        name, _, mark = item.rpartition(": ")
+        marks[name.strip()][mark.strip()] += 1
+    return head + sep, marks
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="run directory of `videomem eval` (traces/videomem/*.jsonl)")
+    ap.add_argument("dataset", type=Path, help="the synthetic dataset directory it evaluated (annotations.jsonl)")
+    a = ap.parse_args(argv)
+    annotations = {Path(r["video"]).name: r for r in map(json.loads, (a.dataset / "annotations.jsonl").open())}
+    keys = ("steps", "header", "named", "shown", "yes", "yes total", "no", "no total", "memory")
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for path in sorted(glob.glob(str(a.run / "traces" / "videomem" / "*.jsonl"))):
+        lines = [json.loads(line) for line in open(path)]
+        head = next(r for r in lines if r["type"] == "run")
+        steps = [r for r in lines if r["type"] == "step"]
+        ann = annotations[Path(head["video"]["path"]).name]
+        question = next(
+            q for q in ann["questions"] if q["question"] == head["question"] and q["options"] == head["options"]
+        )
+        video = _synth_video(SynthSpec(**ann["spec"]))
+        clips = [ClipSpec(s["clip"], s["start"], s["end"], tuple(s["timestamps"])) for s in steps]
+        truth = chain_for_question(video, question, clips, random.Random(0), seen=seen_per_clip(video, clips),
+                                   plain=True, observe=True, mark=True, clip_times=True)  # fmt: skip
+        c = counts[question["family"]]
+        for step, want in zip(steps, truth):
+            m = THINK.search(step["raw_output"] or "")
+            got_head, got = items(m.group(1)) if m else ("", {})
+            want_head, wanted = items(want["observed"])
+            c["steps"] += 1
+            c["header"] += got_head == want_head
+            c["memory"] += (step["memory_after"] or "").strip() == want["memory"].strip()
+            for name, marks in wanted.items():
+                c["shown"] += sum(marks.values())
+                named = got.get(name, Counter())
+                c["named"] += min(sum(marks.values()), sum(named.values()))
+                for mark, n in marks.items():
+                    c[f"{mark} total"] += n
+                    c[mark] += min(n, named[mark])
+    print("| family | steps | header right | events named | yes marks | no marks | memory exact |")
+    print("|---|---|---|---|---|---|---|")
+    total: Counter = Counter()
+    for family, c in sorted(counts.items()) + [("all", total)]:
+        if family != "all":
+            total.update(c)
+        c = {k: c[k] for k in keys}
+        print(f"| {family} | {c['steps']} | {c['header']} | {c['named']}/{c['shown']} | {c['yes']}/{c['yes total']} "
+              f"| {c['no']}/{c['no total']} | {c['memory']} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
