@@ -208,7 +208,7 @@ def main(argv=None) -> None:
     a = parse_args(argv)
     from videomem.train.chain_data import read_records
     from videomem.train.copy_stage import train_copy
-    from videomem.train.text_stage import train_text_stage, unseen_spans
+    from videomem.train.text_stage import frame_spans, train_text_stage
 
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
@@ -234,12 +234,12 @@ def main(argv=None) -> None:
                               mark_weight=a.mark_weight, keep_without_yes=a.keep_without_yes, seed=a.seed + 1, log=stamp)
     code_events = [r for r in events if "code " in r["steps"][0]["memory"]]
     # Stage 2, the memory task (evidence steps repeated), with code events mixed in: stage 1 leaves codes unread.
-    # --stage2-loss names: the loss on what only the frames tell (the events named in the think block); the marks,
-    # memory and answer stay the text stage's (trained here too, rare "yes" marks were unlearned: run 9).
+    # --stage2-loss names: the loss on what only the frames tell (the events named in the think block, where it ends);
+    # the marks, memory and answer stay the text stage's (trained here too, the rare "yes" marks were unlearned: run 9).
     examples = training_examples({"question": stage2_records(a, clip_cfg), "code event": code_events},
                                  {"question": 1, "code event": a.code_event_repeat}, evidence_repeat=a.evidence_repeat)
     if a.stage2_loss == "names":
-        examples = [replace(ex, loss_spans=tuple(unseen_spans(ex.step))) if ex.step.observed else ex for ex in examples]
+        examples = [replace(ex, loss_spans=tuple(frame_spans(ex.step))) if ex.step.observed else ex for ex in examples]
     final = run_stage(a, "stage 2", texted, out, examples, a.minutes, a.sec_per_example, a.batch_size)
     size = sum(f.stat().st_size for f in final.iterdir())
     print(f"[done] {final} ({size / 1e6:.1f} MB) in {(time.time() - t0) / 60:.1f} min")

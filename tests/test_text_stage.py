@@ -15,6 +15,7 @@ from videomem.train.batching import IGNORE_INDEX, end_of_turn
 from videomem.train.text_stage import (
     FRESH_SEED_BASE,
     encode_text_step,
+    frame_spans,
     fresh_steps,
     held_out_steps,
     step_accuracy,
@@ -114,3 +115,14 @@ def test_keep_without_yes_makes_yes_marks_common():
 
     everything, thinned = share(1.0), share(0.1)
     assert everything < 0.6 and thinned > 0.85, (everything, thinned)  # measured: 0.48, 0.91
+
+
+def test_frame_spans_leave_out_exactly_the_header_and_the_marks():
+    stream = fresh_steps(random.Random(1), CFG, (1.0,), keep_without_yes=0.5)
+    steps = [next(stream) for _ in range(40)]
+    for step in steps + [dataclasses.replace(steps[0], observed="need SHIP | nothing")]:
+        target = step.target
+        think = target[: target.index("</think>") + len("</think>")]
+        kept = "".join(target[a:b] for a, b in frame_spans(step))
+        left_out = think.removeprefix(f"<think>{step.observed.partition(' | ')[0]} | ")
+        assert re.sub(r" (yes|no)(?=; |</think>)", "", left_out) == kept

@@ -77,6 +77,22 @@ def unseen_spans(step: Step) -> list[tuple[int, int]]:
     return spans
 
 
+def frame_spans(step: Step) -> list[tuple[int, int]]:
+    """Character spans of the target that the frames decide: the think block's event names, the separators between
+    them and its end (whether another event follows), not the header or the marks. Stage 2's loss on video steps
+    (scripts/train_default_model.py) when the rest is left to this stage."""
+    target = step.target
+    if not step.observed:
+        return []
+    start, end = target.index("<think>") + len("<think>"), target.index("</think>") + len("</think>")
+    pos = target.index(" | ", start) + 3 if " | " in step.observed else start
+    spans = []
+    for m in MARK.finditer(target, pos, end - len("</think>")):
+        spans.append((pos, m.start() + 1))  # the name and its colon
+        pos = m.end()
+    return spans + [(pos, end)]
+
+
 def encode_text_step(tokenizer, step: Step, eot: str) -> tuple[list[int], list[int]]:
     """(ids, labels) of one step: the prompt rendered by the chat template, then the target; labels on the target
     except the event names."""
