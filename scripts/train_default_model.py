@@ -27,9 +27,9 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    only a tenth of the steps without a "yes" mark (--keep-without-yes) and weights the marks x2 (--mark-weight):
    without that, "yes" was never predicted (docs/training-log.md, run 8).
 6. Stage 2, the memory task (--minutes, 45), from the text stage's weights: the question records in one wording per
-   family, each step first naming in a think block what the question needs ("need SHIP | ") and everything its clip
-   shows, each event marked yes or no (does the question need it), then the memory (facts timed by their clip's
-   start) and the answer (docs/training-log.md, runs 5-7); steps whose clip adds evidence x2, code event records x2.
+   family, each step first naming in a think block everything its clip shows, each event marked yes or no (does the
+   question need it), then the memory (facts timed by their clip's start) and the answer (docs/training-log.md,
+   runs 5-7); steps whose clip adds evidence x2, code event records x2.
    The loss covers only what the frames decide (--stage2-loss names: the event names and where the list ends): the
    rest is the text stage's, and a full loss here unlearned its marks (run 9).
    Each stage: AdamW, lr 6e-4, warm-up then cosine (training-notes); max_steps from the time budget and the expected

@@ -39,8 +39,7 @@ def tok(tiny):
 
 
 def drop_names(think: str) -> str:
-    head, sep, events = think.rpartition(" | ")
-    return head + sep + ("" if events == "nothing" else re.sub(r"(^|; )[^;:]+(?=: (yes|no))", r"\1", events))
+    return "" if think == "nothing" else re.sub(r"(^|; )[^;:]+(?=: (yes|no))", r"\1", think)
 
 
 def test_labels_cover_marks_memory_and_answer_but_not_what_only_the_frames_show(tok):
@@ -51,9 +50,7 @@ def test_labels_cover_marks_memory_and_answer_but_not_what_only_the_frames_show(
         ids, labels = encode_text_step(tok, step, eot)
         n_prompt = len(ids) - len(tok(step.target + eot, add_special_tokens=False)["input_ids"])
         assert labels[:n_prompt] == [IGNORE_INDEX] * n_prompt
-        # the event names drop out of the labelled text; the header (what the question needs), marks, separators,
-        # memory and answer stay
-        assert step.target.startswith("<think>need ")
+        # the event names drop out of the labelled text; marks, separators, memory and answer stay
         names_out = re.sub(r"(?<=<think>)[^<]*(?=</think>)", lambda m: drop_names(m.group()), step.target)
         assert tok.decode([t for t in labels if t != IGNORE_INDEX]).replace(" ", "") == (names_out + eot).replace(" ", "")
         prompt = tok.decode(ids[:n_prompt])
@@ -117,12 +114,12 @@ def test_keep_without_yes_makes_yes_marks_common():
     assert everything < 0.6 and thinned > 0.85, (everything, thinned)  # measured: 0.48, 0.91
 
 
-def test_frame_spans_leave_out_exactly_the_header_and_the_marks():
+def test_frame_spans_leave_out_exactly_the_marks():
     stream = fresh_steps(random.Random(1), CFG, (1.0,), keep_without_yes=0.5)
     steps = [next(stream) for _ in range(40)]
-    for step in steps + [dataclasses.replace(steps[0], observed="need SHIP | nothing")]:
+    for step in steps + [dataclasses.replace(steps[0], observed="nothing")]:
         target = step.target
         think = target[: target.index("</think>") + len("</think>")]
         kept = "".join(target[a:b] for a, b in frame_spans(step))
-        left_out = think.removeprefix(f"<think>{step.observed.partition(' | ')[0]} | ")
+        left_out = think.removeprefix("<think>")
         assert re.sub(r" (yes|no)(?=; |</think>)", "", left_out) == kept

@@ -346,22 +346,6 @@ def provisional_answer(question: dict, seen: list[Event], seen_until: float, dur
     return LETTERS[open_[0] if open_ else 0]
 
 
-def _need(family: str, fields: dict, options: list[str]) -> str:
-    """The marks' header: what the question needs, in the words the events are named with ("need SHIP | "), so that
-    each mark compares an event with a short list right before it, not with a question phrased one of eight ways."""
-    if family in ("needle", "bind_code", "order", "absent"):
-        keys = ", ".join(options)
-    elif family == "temporal":
-        keys = fields["code"]
-    elif family in ("count", "bind_word"):
-        keys = f"{fields['colour']} {fields['shape']}"
-    elif family == "bind_colour":
-        keys = fields["word"]
-    else:
-        raise ValueError(f"unknown family {family!r}")
-    return f"need {keys} | "
-
-
 def chain_for_question(
     video: SynthVideo,
     question: dict,
@@ -411,7 +395,7 @@ def chain_for_question(
             lines.append(style.conclusion.format(letter=answer, text=options[LETTERS.index(answer)]))
         step = {"memory": style.separator.join(lines), "answer": answer}
         if observe:
-            step["observed"] = (_need(family, fields, options) if mark else "") + (
+            step["observed"] = (
                 "; ".join(
                     _DESCRIBE_BODIES[ev.kind].format(**ev.as_dict())
                     + (f": {'yes' if _relevant(family, fields, options, ev) else 'no'}" if mark else "")

@@ -67,25 +67,23 @@ def unseen_spans(step: Step) -> list[tuple[int, int]]:
     word "nothing"), not its mark."""
     target, observed = step.target, step.observed or ""
     start = target.index("<think>") + len("<think>") if observed else 0
-    pos = observed.index(" | ") + 3 if " | " in observed else 0  # the header ("need ... | ") comes from the question
-    spans = []
+    spans, pos = [], 0
     for m in MARK.finditer(observed):
         spans.append((start + pos, start + m.start()))
         pos = m.end() + 2  # skip "; "
     if observed and not spans:  # "nothing"
-        spans.append((start + pos, start + len(observed)))
+        spans.append((start, start + len(observed)))
     return spans
 
 
 def frame_spans(step: Step) -> list[tuple[int, int]]:
     """Character spans of the target that the frames decide: the think block's event names, the separators between
-    them and its end (whether another event follows), not the header or the marks. Stage 2's loss on video steps
+    them and its end (whether another event follows), not the marks. Stage 2's loss on video steps
     (scripts/train_default_model.py) when the rest is left to this stage."""
     target = step.target
     if not step.observed:
         return []
-    start, end = target.index("<think>") + len("<think>"), target.index("</think>") + len("</think>")
-    pos = target.index(" | ", start) + 3 if " | " in step.observed else start
+    pos, end = target.index("<think>") + len("<think>"), target.index("</think>") + len("</think>")
     spans = []
     for m in MARK.finditer(target, pos, end - len("</think>")):
         spans.append((pos, m.start() + 1))  # the name and its colon
