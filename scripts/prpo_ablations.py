@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -63,6 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--eval-set", type=Path, default=Path("runs/default-eval-v8/synth-1x"))
     ap.add_argument("--margin", type=float, default=5.0, help="points over the SFT model for steps-to-accuracy")
     a = ap.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)
     if a.data_seed == 7:
         ap.error("--data-seed 7 is the held-out evaluation seed")
     return a
@@ -134,8 +136,7 @@ def write_report(a, results: list[dict]) -> None:
         lines.append(f"| {row} | {last['step']} | {last['accuracy']:.1f} | {last['train_seconds']:.0f} | {at_budget} | "
                      f"{reached or 'not reached'} |")  # fmt: skip
     lines += ["", "![accuracy vs steps](accuracy_vs_steps.png) ![accuracy vs seconds](accuracy_vs_seconds.png)", "",
-              (f"Reproduce: `python scripts/prpo_ablations.py --model {a.model} --steps {a.steps} --eval-every "
-              f"{a.eval_every} --rows {' '.join(a.rows)}`")]  # fmt: skip
+              f"Reproduce: `python scripts/prpo_ablations.py {' '.join(a.argv)}`"]
     (a.out / "report.md").write_text("\n".join(lines) + "\n")
     for key, name, label in (("step", "accuracy_vs_steps.png", "PRPO steps"),
                              ("train_seconds", "accuracy_vs_seconds.png", "training seconds")):  # fmt: skip
