@@ -84,6 +84,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="time budget of the text stage's second part, from the first one's weights, with 'yes' marks "
                     "made common (--keep-without-yes) and the marks weighted --mark-weight times in the loss")
     ap.add_argument("--mark-weight", type=float, default=2.0)
+    ap.add_argument("--stage2-freeze", nargs="*", choices=["language", "vision"], default=[],
+                    help="parts stage 2 keeps fixed (sft.freeze): 'language' leaves the text stage's language model "
+                    "as it is and trains the vision tower alone")
     ap.add_argument("--stage2-loss", choices=["names", "all"], default="names",
                     help="stage 2's loss on the question steps: the events named in the think block only, or the "
                     "whole target")
@@ -242,7 +245,8 @@ def main(argv=None) -> None:
                                  {"question": 1, "code event": a.code_event_repeat}, evidence_repeat=a.evidence_repeat)
     if a.stage2_loss == "names":
         examples = [replace(ex, loss_spans=tuple(frame_spans(ex.step))) if ex.step.observed else ex for ex in examples]
-    final = run_stage(a, "stage 2", texted, out, examples, a.minutes, a.sec_per_example, a.batch_size)
+    final = run_stage(a, "stage 2", texted, out, examples, a.minutes, a.sec_per_example, a.batch_size,
+                      freeze=tuple(a.stage2_freeze))  # fmt: skip
     size = sum(f.stat().st_size for f in final.iterdir())
     print(f"[done] {final} ({size / 1e6:.1f} MB) in {(time.time() - t0) / 60:.1f} min")
     if a.install:
