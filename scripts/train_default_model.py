@@ -30,8 +30,10 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    family, each step first naming in a think block everything its clip shows, each event marked yes or no (does the
    question need it), then the memory (facts timed by their clip's start) and the answer (docs/training-log.md,
    runs 5-7); steps whose clip adds evidence x2, code event records x2.
-   The loss covers only what the frames decide (--stage2-loss names: the event names and where the list ends): the
-   rest is the text stage's, and a full loss here unlearned its marks (run 9).
+   The whole target carries the loss (--stage2-loss all), which unlearns the text stage's marks (run 9); the loss on
+   what the frames decide alone (--stage2-loss names) let the rest of the language model drift until the format broke
+   (run 10), and the vision tower alone (--stage2-freeze language) did not learn to name events in the language
+   model's format (run 11). docs/training-log.md, "Next".
    Each stage: AdamW, lr 6e-4, warm-up then cosine (training-notes); max_steps from the time budget and the expected
    speed; a time guard stops early (checkpoint + export) if steps are slower.
 7. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/stage1/, <out>/copy/; --install copies final into
@@ -87,7 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stage2-freeze", nargs="*", choices=["language", "vision"], default=[],
                     help="parts stage 2 keeps fixed (sft.freeze): 'language' leaves the text stage's language model "
                     "as it is and trains the vision tower alone")
-    ap.add_argument("--stage2-loss", choices=["names", "all"], default="names",
+    ap.add_argument("--stage2-loss", choices=["names", "all"], default="all",
                     help="stage 2's loss on the question steps: the events named in the think block only, or the "
                     "whole target")
     ap.add_argument("--keep-without-yes", type=float, default=0.1,
@@ -239,8 +241,8 @@ def main(argv=None) -> None:
                               mark_weight=a.mark_weight, keep_without_yes=a.keep_without_yes, seed=a.seed + 1, log=stamp)
     code_events = [r for r in events if "code " in r["steps"][0]["memory"]]
     # Stage 2, the memory task (evidence steps repeated), with code events mixed in: stage 1 leaves codes unread.
-    # --stage2-loss names: the loss on what only the frames tell (the events named in the think block, where it ends);
-    # the marks, memory and answer stay the text stage's (trained here too, the rare "yes" marks were unlearned: run 9).
+    # --stage2-loss names: the loss on what only the frames tell (the events named in the think block, where it ends),
+    # an attempt to leave the marks, memory and answer to the text stage (runs 9-11 in docs/training-log.md).
     examples = training_examples({"question": stage2_records(a, clip_cfg), "code event": code_events},
                                  {"question": 1, "code event": a.code_event_repeat}, evidence_repeat=a.evidence_repeat)
     if a.stage2_loss == "names":
