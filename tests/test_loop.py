@@ -115,6 +115,22 @@ def test_resume_drops_a_half_written_line(video, tmp_path):
     assert [json.loads(x)["type"] for x in path.read_text().splitlines()] == ["run"] + ["step"] * 4 + ["final"]
 
 
+def test_a_kill_while_the_header_is_written_leaves_no_trace(video, tmp_path, monkeypatch):
+    # Seen in CI: a run killed between creating the trace and writing its header left an empty file,
+    # and the resumed run refused it as "not a videomem trace".
+    path = tmp_path / "t.jsonl"
+
+    def killed(fd):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr("videomem.trace.os.fsync", killed)
+        with pytest.raises(KeyboardInterrupt):
+            make_vm(ScriptedBackend()).ask(video, "Which?", OPTIONS, trace=path, resume=True)
+    assert not path.exists()
+    assert make_vm(ScriptedBackend()).ask(video, "Which?", OPTIONS, trace=path, resume=True).answer == "D"
+
+
 def test_resume_refuses_a_trace_of_another_run(video, tmp_path):
     path = tmp_path / "t.jsonl"
     make_vm(ScriptedBackend()).ask(video, "Which?", OPTIONS, trace=path)

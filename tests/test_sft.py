@@ -278,8 +278,7 @@ SCRIPT = textwrap.dedent(
     from accelerate import PartialState
     sys.path.insert(0, {tests!r})
     from test_sft import make_config, make_examples
-    from videomem.errors import ConfigError
-from videomem.train.sft import export_checkpoint, model_part, train_sft
+    from videomem.train.sft import train_sft
     train_sft(make_config({ck!r}, {out!r}, max_steps=2, save_steps=2), make_examples(), log=print)
     state = PartialState()  # after train_sft: its Accelerator set up the process group
     # one file per rank: two processes printing to one pipe can interleave their lines

@@ -113,8 +113,15 @@ class TraceWriter:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume_from is None:
-            self._file = open(path, "w", encoding="utf-8")
-            self._write({"type": "run", **(header or {})})
+            # The header goes in through a temporary file: a run killed before it is durable leaves no
+            # trace at all (a fresh start next time), never an empty file that reads as "not a trace".
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(json.dumps({"type": "run", **(header or {})}, ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            self._file = open(path, "a", encoding="utf-8")
         else:
             # Keep the header and the first `resume_from` steps; drop anything after (a half line,
             # a final line from an older run).
