@@ -86,6 +86,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="time budget of the text stage's second part, from the first one's weights, with 'yes' marks "
                     "made common (--keep-without-yes) and the marks weighted --mark-weight times in the loss")
     ap.add_argument("--mark-weight", type=float, default=2.0)
+    ap.add_argument("--mark-share", type=float, default=0.0,
+                    help="share of the text stage's second part given to short mark texts (text_stage.mark_text)")
     ap.add_argument("--stage2-freeze", nargs="*", choices=["language", "vision"], default=[],
                     help="parts stage 2 keeps fixed (sft.freeze): 'language' leaves the text stage's language model "
                     "as it is and trains the vision tower alone")
@@ -94,6 +96,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "whole target")
     ap.add_argument("--keep-without-yes", type=float, default=0.1,
                     help="share of the text steps without a 'yes' mark kept in the text stage's second part")
+    ap.add_argument("--stage2-keep-without-yes", type=float, default=1.0,
+                    help="share of stage 2's question steps without a 'yes' mark kept (1: all)")
     ap.add_argument("--install", action="store_true", help="copy the final model into videomem/assets/default-model")
     ap.add_argument("--arch", default="qwen3_vl", choices=["qwen3_vl", "qwen2_5_vl"])
     ap.add_argument("--text-hidden", type=int, default=256)
@@ -238,13 +242,15 @@ def main(argv=None) -> None:
     # The step's text operations (marks, memory, answer) on fresh steps without frames (videomem.train.text_stage).
     texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed, log=stamp)
     texted = train_text_stage(texted, out / "text-marks", minutes=a.marks_minutes, clip_config=clip_cfg,
-                              mark_weight=a.mark_weight, keep_without_yes=a.keep_without_yes, seed=a.seed + 1, log=stamp)
+                              mark_weight=a.mark_weight, keep_without_yes=a.keep_without_yes, mark_share=a.mark_share,
+                              seed=a.seed + 1, log=stamp)  # fmt: skip
     code_events = [r for r in events if "code " in r["steps"][0]["memory"]]
     # Stage 2, the memory task (evidence steps repeated), with code events mixed in: stage 1 leaves codes unread.
     # --stage2-loss names: the loss on what only the frames tell (the events named in the think block, where it ends),
     # an attempt to leave the marks, memory and answer to the text stage (runs 9-11 in docs/training-log.md).
     examples = training_examples({"question": stage2_records(a, clip_cfg), "code event": code_events},
-                                 {"question": 1, "code event": a.code_event_repeat}, evidence_repeat=a.evidence_repeat)
+                                 {"question": 1, "code event": a.code_event_repeat}, evidence_repeat=a.evidence_repeat,
+                                 keep_without_yes=a.stage2_keep_without_yes, seed=a.seed)  # fmt: skip
     if a.stage2_loss == "names":
         examples = [replace(ex, loss_spans=tuple(frame_spans(ex.step))) if ex.step.observed else ex for ex in examples]
     final = run_stage(a, "stage 2", texted, out, examples, a.minutes, a.sec_per_example, a.batch_size,
@@ -255,16 +261,24 @@ def main(argv=None) -> None:
         install(final)
 
 
-def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1) -> list:
+def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1, keep_without_yes: float = 1.0,
+                      seed: int = 0) -> list:  # fmt: skip
     """The stage's examples: each kind's steps `repeats[kind]` times; question steps whose clip adds something to
-    the memory ("evidence steps") `evidence_repeat` times instead."""
+    the memory ("evidence steps") `evidence_repeat` times instead. keep_without_yes: the share of question steps
+    whose think block marks no event "yes" that are kept (drawn with `seed`), as in the text stage."""
+    import random
+
     from videomem.train.sft import examples_from_records
 
+    rng = random.Random(f"videomem-stage2-keep/{seed}")
     examples, counts = [], []
     for kind, times in repeats.items():
         n = n_evidence = 0
         for ex in examples_from_records(by_kind[kind]):
             k = times
+            if kind == "question" and ex.step.observed and ": yes" not in ex.step.observed:
+                if rng.random() >= keep_without_yes:
+                    continue
             if kind == "question":
                 # the clip showed something relevant iff the memory changed (at clip 1: it is not a "not seen" phrase)
                 after = ex.step.memory

@@ -292,7 +292,18 @@ def seen_per_clip(video: SynthVideo, clips: list[ClipSpec]) -> list[list[tuple[E
     return out
 
 
-def _relevant(family: str, fields: dict, options: list[str], ev: Event) -> bool:
+def question_fields(family: str, question: str) -> dict:
+    """What the question names (code, colour, shape, word, which), by the family's wording; {} if nothing."""
+    m = _QUESTION_FIELDS.get(family)
+    return m.search(question).groupdict() if m else {}
+
+
+def describe_event(ev: Event) -> str:
+    """An event in full, as a think block names it: 'red circle with SHIP', 'code K4F in blue'."""
+    return _DESCRIBE_BODIES[ev.kind].format(**ev.as_dict())
+
+
+def relevant(family: str, fields: dict, options: list[str], ev: Event) -> bool:
     """Whether the question needs this event kept in memory."""
     if family in ("needle", "bind_code"):
         return ev.kind == "code" and ev.code in options
@@ -329,8 +340,7 @@ def provisional_answer(question: dict, seen: list[Event], seen_until: float, dur
     except ValueError:
         pass
     family = question["family"]
-    m = _QUESTION_FIELDS.get(family)
-    fields = m.search(question["question"]).groupdict() if m else {}
+    fields = question_fields(family, question["question"])
     if family == "count":
         n = sum(1 for e in seen if (e.colour, e.shape) == (fields["colour"], fields["shape"]))
         out = {o for o in options if int(o) < n}  # the count only grows
@@ -366,8 +376,7 @@ def chain_for_question(
     the step prompt states in text, instead of the sample time (read off the video's timestamps)."""
     seen = seen if seen is not None else seen_per_clip(video, clips)
     family, options = question["family"], question["options"]
-    m = _QUESTION_FIELDS.get(family)
-    fields = m.search(question["question"]).groupdict() if m else {}
+    fields = question_fields(family, question["question"])
     style = Style.plain(family) if plain else Style.draw(family, rng)
     fmt_time = _TIMES[style.time]
     kept: dict[str, tuple[Event, float]] = {}  # fact key -> (event, first seen); absent keys by word
@@ -376,7 +385,7 @@ def chain_for_question(
     for clip, clip_seen in zip(clips, seen):
         for ev, t in clip_seen:
             all_seen.setdefault(id(ev), ev)
-            if _relevant(family, fields, options, ev):
+            if relevant(family, fields, options, ev):
                 key = ev.word if family == "absent" else str(id(ev))
                 kept.setdefault(key, (ev, clip.start if clip_times else t))
         facts = sorted(kept.values(), key=lambda x: x[1], reverse=style.newest_first)
@@ -397,8 +406,8 @@ def chain_for_question(
         if observe:
             step["observed"] = (
                 "; ".join(
-                    _DESCRIBE_BODIES[ev.kind].format(**ev.as_dict())
-                    + (f": {'yes' if _relevant(family, fields, options, ev) else 'no'}" if mark else "")
+                    describe_event(ev)
+                    + (f": {'yes' if relevant(family, fields, options, ev) else 'no'}" if mark else "")
                     for ev, _ in clip_seen
                 )
                 or "nothing"
@@ -478,7 +487,7 @@ def event_records(spec: SynthSpec, frames: int = 2, *, style_seed: int = 0) -> l
         layout, fmt_time = rng.choice(_LAYOUTS), rng.choice(_TIMES)
         step = (ev.end - ev.start) / (frames + 1)
         times = [round(ev.start + step * (i + 1), 3) for i in range(frames)]
-        memory = layout.format(t=fmt_time(times[0]), b=_DESCRIBE_BODIES[ev.kind].format(**ev.as_dict()))
+        memory = layout.format(t=fmt_time(times[0]), b=describe_event(ev))
         records.append(
             {
                 "schema": SCHEMA_VERSION,

@@ -12,7 +12,8 @@ generated synthetic videos (seeds >= FRESH_SEED_BASE, never an evaluation seed),
 Copy texts (videomem.train.copy_stage) are mixed in, so the copying learned there is kept. Two knobs for the marks,
 which are rare ("yes" is one mark in eight, in a fifth of the steps): `mark_weight` counts the mark tokens that many
 times in the loss, `keep_without_yes` thins out the steps without a "yes" (run 8: 0.1 moved every family, x8 weights
-alone only the most frequent one).
+alone only the most frequent one). A third, `mark_share`: short mark texts (`mark_text`: a question, then a think
+block of events about half of which it needs, the rest near misses), many marks per token, "yes" as common as "no".
 """
 
 from __future__ import annotations
@@ -30,7 +31,17 @@ from videomem.backends.base import Prompt, TextPart
 from videomem.config import ClipConfig
 from videomem.synth.scene import SynthSpec
 from videomem.train.batching import IGNORE_INDEX, end_of_turn
-from videomem.train.chain_data import Step, record_to_steps, synthetic_records
+from videomem.parse import LETTERS
+from videomem.synth.questions import FAMILIES, QUARTERS
+from videomem.synth.scene import CODE_DIGITS, CODE_LETTERS, COLOURS, SHAPES, WORDS, Event
+from videomem.train.chain_data import (
+    Step,
+    describe_event,
+    question_fields,
+    record_to_steps,
+    relevant,
+    synthetic_records,
+)
 from videomem.train.copy_stage import copy_text
 from videomem.train.sft import copy_model_files
 
@@ -54,6 +65,71 @@ def fresh_steps(
         i = rng.randrange(len(buffer))
         buffer[i], buffer[-1] = buffer[-1], buffer[i]
         yield buffer.pop()
+
+
+def _mark_question(family: str, rng: random.Random) -> tuple[str, list[str], dict]:
+    """A question of `family` in the generator's wording (videomem.synth.questions), its options, and the keys a
+    relevant event matches (for near misses)."""
+    code = lambda: rng.choice(CODE_LETTERS) + rng.choice(CODE_DIGITS) + rng.choice(CODE_LETTERS)
+    colour, shape, word = rng.choice(list(COLOURS)), rng.choice(SHAPES), rng.choice(WORDS)
+    if family in ("needle", "bind_code"):
+        codes = list(dict.fromkeys(code() for _ in range(4)))
+        q = "Which of these codes was shown in the video?" if family == "needle" else f"Which of these codes was written in {colour}?"
+        return q, codes, {"codes": codes}
+    if family == "temporal":
+        c = code()
+        return f"In which part of the video was the code {c} shown?", list(QUARTERS), {"codes": [c]}
+    if family in ("count", "bind_word"):
+        q = (f"How many times was a {colour} {shape} shown?" if family == "count"
+             else f"Which word was shown with the {colour} {shape}?")  # fmt: skip
+        options = [str(n) for n in range(rng.randint(1, 6), 100)][:4] if family == "count" else rng.sample(WORDS, 4)
+        return q, options, {"combos": [(colour, shape)]}
+    if family == "bind_colour":
+        return f"What colour was the shape shown with the word {word}?", rng.sample(list(COLOURS), 4), {"words": [word]}
+    words = rng.sample(WORDS, 4)
+    q = "Which of these words was never shown?" if family == "absent" else f"Which of these words was shown {rng.choice(['first', 'last'])}?"
+    return q, words, {"words": words}
+
+
+def _mark_event(keys: dict, rng: random.Random) -> Event:
+    """An event that matches one of the question's keys, half the time; else a near miss (one attribute of a key
+    kept, another changed) or any event."""
+    kind = "code" if "codes" in keys else "shape"
+    if rng.random() < 0.2:
+        kind = "shape" if kind == "code" else "code"
+    colour, shape, word = rng.choice(list(COLOURS)), rng.choice(SHAPES), rng.choice(WORDS)
+    if kind == "code":
+        c = rng.choice(keys.get("codes") or [""]) or rng.choice(CODE_LETTERS) + rng.choice(CODE_DIGITS) + rng.choice(CODE_LETTERS)
+        if rng.random() < 0.5:  # near miss: one character changed
+            i = rng.randrange(3)
+            c = c[:i] + rng.choice(CODE_DIGITS if i == 1 else CODE_LETTERS) + c[i + 1 :]
+        return Event(0, 1, "code", colour, code=c)
+    if "combos" in keys:
+        colour, shape = keys["combos"][0]
+        if rng.random() < 0.5:  # near miss: the colour or the shape changed
+            colour, shape = (rng.choice(list(COLOURS)), shape) if rng.random() < 0.5 else (colour, rng.choice(SHAPES))
+    elif "words" in keys and rng.random() < 0.5:
+        word = rng.choice(keys["words"])
+    return Event(0, 1, "shape", colour, shape=shape, word=word)
+
+
+def mark_text(rng: random.Random) -> tuple[str, list[tuple[int, int]]]:
+    """A short text for the marks alone: a question of a random family with its options, then a think block of
+    events, each marked "yes" or "no" by the rule the memory records use (chain_data.relevant), with about half of
+    them "yes" and the rest near misses that share an attribute with what the question asks about. Returns the
+    text and the character spans of its marks (the only tokens with a loss: the events are random)."""
+    family = rng.choice(list(FAMILIES))
+    question, options, keys = _mark_question(family, rng)
+    fields = question_fields(family, question)
+    head = f"Question: {question}\n" + "\n".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options)) + "\n<think>"
+    text, spans = head, []
+    for k in range(rng.randint(3, 9)):
+        ev = _mark_event(keys, rng)
+        text += ("; " if k else "") + describe_event(ev) + ":"
+        mark = " yes" if relevant(family, fields, options, ev) else " no"
+        spans.append((len(text), len(text) + len(mark)))
+        text += mark
+    return text + "</think>", spans
 
 
 def text_prompt(step: Step) -> Prompt:
@@ -106,6 +182,14 @@ def encode_text_step(tokenizer, step: Step, eot: str) -> tuple[list[int], list[i
         for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])
     ]
     return prompt_ids + enc["input_ids"], [IGNORE_INDEX] * len(prompt_ids) + labels
+
+
+def encode_mark_text(tokenizer, text: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """(ids, labels) of a mark text: labels on the mark tokens only."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    labels = [t if any(a < e and b > s for s, e in spans) else IGNORE_INDEX
+              for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])]  # fmt: skip
+    return enc["input_ids"], labels
 
 
 def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -182,6 +266,7 @@ def train_text_stage(
     max_steps: int | None = None,
     batch_size: int = 24,
     copy_share: float = 0.15,
+    mark_share: float = 0.0,
     mark_weight: float = 1.0,
     keep_without_yes: float = 1.0,
     lr: float = 6e-4,
@@ -224,9 +309,12 @@ def train_text_stage(
     for step in range(1, max_steps + 1):
         rows = []
         for _ in range(batch_size):
-            if rng.random() < copy_share:
+            draw = rng.random()
+            if draw < copy_share:
                 ids = tokenizer(copy_text(rng), add_special_tokens=False)["input_ids"]
                 rows.append((ids, ids))
+            elif draw < copy_share + mark_share:
+                rows.append(encode_mark_text(tokenizer, *mark_text(rng)))
             else:
                 rows.append(encode_text_step(tokenizer, next(stream), eot))
         loss = weighted_loss(model, pad_batch(rows, pad), marks, mark_weight)
