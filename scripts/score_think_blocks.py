@@ -6,7 +6,7 @@ block), the marks, or the memory.
 For every step in the run's traces (`videomem eval synthetic ... --method videomem`) it rebuilds the target the
 training data would have for that step (videomem.train.chain_data.chain_for_question on the same clips and sample
 times, observe + mark) and compares, per question family: events named exactly (of the events the frames show),
-marks right on the events named right ("yes" and "no" apart), the header ("need ... | ") and the whole memory.
+marks right on the events named right ("yes" and "no" apart) and the whole memory.
 Nothing about the model is assumed beyond the format its training taught.
 """
 
@@ -27,14 +27,13 @@ from videomem.video.plan import ClipSpec
 THINK = re.compile(r"<think>(.*?)</think>", re.S)
 
 
-def items(observed: str) -> tuple[str, dict[str, Counter]]:
-    """(header, {"name": Counter(mark)}) of a think block's text."""
-    head, sep, body = observed.rpartition(" | ")
+def items(observed: str) -> dict[str, Counter]:
+    """{"name": Counter(mark)} of a think block's text."""
     marks: dict[str, Counter] = defaultdict(Counter)
-    for item in body.split("; ") if body.strip() not in ("", "nothing") else []:
+    for item in observed.split("; ") if observed.strip() not in ("", "nothing") else []:
         name, _, mark = item.rpartition(": ")
         marks[name.strip()][mark.strip()] += 1
-    return head + sep, marks
+    return marks
 
 
 def main(argv=None) -> None:
@@ -43,7 +42,7 @@ def main(argv=None) -> None:
     ap.add_argument("dataset", type=Path, help="the synthetic dataset directory it evaluated (annotations.jsonl)")
     a = ap.parse_args(argv)
     annotations = {Path(r["video"]).name: r for r in map(json.loads, (a.dataset / "annotations.jsonl").open())}
-    keys = ("steps", "header", "named", "shown", "yes", "yes total", "no", "no total", "memory")
+    keys = ("steps", "named", "shown", "yes", "yes total", "no", "no total", "memory")
     counts: dict[str, Counter] = defaultdict(Counter)
     for path in sorted(glob.glob(str(a.run / "traces" / "videomem" / "*.jsonl"))):
         lines = [json.loads(line) for line in open(path)]
@@ -60,10 +59,9 @@ def main(argv=None) -> None:
         c = counts[question["family"]]
         for step, want in zip(steps, truth):
             m = THINK.search(step["raw_output"] or "")
-            got_head, got = items(m.group(1)) if m else ("", {})
-            want_head, wanted = items(want["observed"])
+            got = items(m.group(1)) if m else {}
+            wanted = items(want["observed"])
             c["steps"] += 1
-            c["header"] += got_head == want_head
             c["memory"] += (step["memory_after"] or "").strip() == want["memory"].strip()
             for name, marks in wanted.items():
                 c["shown"] += sum(marks.values())
@@ -72,14 +70,14 @@ def main(argv=None) -> None:
                 for mark, n in marks.items():
                     c[f"{mark} total"] += n
                     c[mark] += min(n, named[mark])
-    print("| family | steps | header right | events named | yes marks | no marks | memory exact |")
-    print("|---|---|---|---|---|---|---|")
+    print("| family | steps | events named | yes marks | no marks | memory exact |")
+    print("|---|---|---|---|---|---|")
     total: Counter = Counter()
     for family, c in sorted(counts.items()) + [("all", total)]:
         if family != "all":
             total.update(c)
         c = {k: c[k] for k in keys}
-        print(f"| {family} | {c['steps']} | {c['header']} | {c['named']}/{c['shown']} | {c['yes']}/{c['yes total']} "
+        print(f"| {family} | {c['steps']} | {c['named']}/{c['shown']} | {c['yes']}/{c['yes total']} "
               f"| {c['no']}/{c['no total']} | {c['memory']} |")  # fmt: skip
 
 

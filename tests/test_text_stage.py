@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from videomem.config import ClipConfig
 from videomem.models import build_tiny_vlm
 from videomem.synth.generate import dataset_specs
-from videomem.synth.questions import FAMILIES
+from videomem.synth.questions import _PATTERNS, FAMILIES
 from videomem.synth.scene import Event
 from videomem.train.chain_data import question_fields, relevant
 from videomem.train.batching import IGNORE_INDEX, end_of_turn
@@ -145,7 +145,7 @@ def test_mark_texts_mark_by_the_records_rule_with_yes_as_common_as_no(tok):
         text, spans = mark_text(rng)
         question, rest = text.removeprefix("Question: ").split("\n", 1)
         options = [line[4:] for line in rest.split("\n")[:4]]
-        family = next(f for f in FAMILIES if mark_family_matches(f, question))
+        family = next(f for f, p in _PATTERNS.items() if p.fullmatch(question))
         families.add(family)
         think = text[text.index("<think>") + len("<think>") : text.index("</think>")]
         names = [re.sub(r": (yes|no)$", "", item) for item in think.split("; ")]
@@ -164,11 +164,3 @@ def test_mark_texts_mark_by_the_records_rule_with_yes_as_common_as_no(tok):
     assert 0.35 < sum(marks) / len(marks) < 0.6, sum(marks) / len(marks)  # measured: 0.44
     assert near_misses > 50
 
-
-def mark_family_matches(family: str, question: str) -> bool:
-    wording = {
-        "needle": "codes was shown in the video", "temporal": "In which part", "count": "How many times",
-        "order": "was shown (first|last)", "bind_colour": "What colour", "bind_word": "Which word was shown with",
-        "bind_code": "codes was written in", "absent": "never shown",
-    }  # fmt: skip
-    return re.search(wording[family], question) is not None
