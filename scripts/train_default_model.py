@@ -279,9 +279,9 @@ def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1, ke
         n = n_evidence = 0
         for ex in examples_from_records(by_kind[kind]):
             k = times
-            if kind == "question" and ex.step.observed and ": yes" not in ex.step.observed:
-                if rng.random() >= keep_without_yes:
-                    continue
+            no_yes = kind == "question" and ex.step.observed and ": yes" not in ex.step.observed
+            if no_yes and rng.random() >= keep_without_yes:
+                continue
             if kind == "question":
                 # the clip showed something relevant iff the memory changed (at clip 1: it is not a "not seen" phrase)
                 after = ex.step.memory

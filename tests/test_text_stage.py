@@ -13,8 +13,8 @@ from videomem.models import build_tiny_vlm
 from videomem.synth.generate import dataset_specs
 from videomem.synth.questions import _PATTERNS, FAMILIES
 from videomem.synth.scene import Event
-from videomem.train.chain_data import question_fields, relevant
 from videomem.train.batching import IGNORE_INDEX, end_of_turn
+from videomem.train.chain_data import question_fields, relevant
 from videomem.train.text_stage import (
     FRESH_SEED_BASE,
     encode_mark_text,
@@ -158,7 +158,7 @@ def test_mark_texts_mark_by_the_records_rule_with_yes_as_common_as_no(tok):
             near_misses += not needed and ev.kind == "shape" and family in ("count", "bind_word") and (
                 ev.colour in question or ev.shape in question)  # fmt: skip
         # only the marks carry the loss
-        ids, labels = encode_mark_text(tok, text, spans)
+        _, labels = encode_mark_text(tok, text, spans)
         assert tok.decode([t for t in labels if t != IGNORE_INDEX]).split() == [text[a:b].strip() for a, b in spans]
     assert families == set(FAMILIES)
     assert 0.35 < sum(marks) / len(marks) < 0.6, sum(marks) / len(marks)  # measured: 0.44

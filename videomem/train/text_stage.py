@@ -29,11 +29,10 @@ import torch
 
 from videomem.backends.base import Prompt, TextPart
 from videomem.config import ClipConfig
-from videomem.synth.scene import SynthSpec
-from videomem.train.batching import IGNORE_INDEX, end_of_turn
 from videomem.parse import LETTERS
 from videomem.synth.questions import FAMILIES, QUARTERS
-from videomem.synth.scene import CODE_DIGITS, CODE_LETTERS, COLOURS, SHAPES, WORDS, Event
+from videomem.synth.scene import CODE_DIGITS, CODE_LETTERS, COLOURS, SHAPES, WORDS, Event, SynthSpec
+from videomem.train.batching import IGNORE_INDEX, end_of_turn
 from videomem.train.chain_data import (
     Step,
     describe_event,
@@ -67,17 +66,20 @@ def fresh_steps(
         yield buffer.pop()
 
 
+def _code(rng: random.Random) -> str:
+    return rng.choice(CODE_LETTERS) + rng.choice(CODE_DIGITS) + rng.choice(CODE_LETTERS)
+
+
 def _mark_question(family: str, rng: random.Random) -> tuple[str, list[str], dict]:
     """A question of `family` in the generator's wording (videomem.synth.questions), its options, and the keys a
     relevant event matches (for near misses)."""
-    code = lambda: rng.choice(CODE_LETTERS) + rng.choice(CODE_DIGITS) + rng.choice(CODE_LETTERS)
     colour, shape, word = rng.choice(list(COLOURS)), rng.choice(SHAPES), rng.choice(WORDS)
     if family in ("needle", "bind_code"):
-        codes = list(dict.fromkeys(code() for _ in range(4)))
+        codes = list(dict.fromkeys(_code(rng) for _ in range(4)))
         q = "Which of these codes was shown in the video?" if family == "needle" else f"Which of these codes was written in {colour}?"
         return q, codes, {"codes": codes}
     if family == "temporal":
-        c = code()
+        c = _code(rng)
         return f"In which part of the video was the code {c} shown?", list(QUARTERS), {"codes": [c]}
     if family in ("count", "bind_word"):
         q = (f"How many times was a {colour} {shape} shown?" if family == "count"
@@ -99,7 +101,7 @@ def _mark_event(keys: dict, rng: random.Random) -> Event:
         kind = "shape" if kind == "code" else "code"
     colour, shape, word = rng.choice(list(COLOURS)), rng.choice(SHAPES), rng.choice(WORDS)
     if kind == "code":
-        c = rng.choice(keys.get("codes") or [""]) or rng.choice(CODE_LETTERS) + rng.choice(CODE_DIGITS) + rng.choice(CODE_LETTERS)
+        c = rng.choice(keys["codes"]) if "codes" in keys else _code(rng)
         if rng.random() < 0.5:  # near miss: one character changed
             i = rng.randrange(3)
             c = c[:i] + rng.choice(CODE_DIGITS if i == 1 else CODE_LETTERS) + c[i + 1 :]
