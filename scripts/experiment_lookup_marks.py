@@ -24,7 +24,7 @@ from transformers import AutoModelForImageTextToText, AutoTokenizer
 from videomem.parse import LETTERS
 from videomem.synth.questions import FAMILIES
 from videomem.train.chain_data import describe_event, question_fields, relevant
-from videomem.train.text_stage import _mark_event, _mark_question, encode_mark_text, pad_batch
+from videomem.train.text_stage import encode_mark_text, mark_event, mark_question, pad_batch
 
 
 def matches(kind: str, key, ev) -> bool:
@@ -40,9 +40,9 @@ def texts(rng: random.Random) -> tuple[tuple[str, list], tuple[str, list]]:
     """(marks text, its decision spans), (lookup text, its decision spans) over one question and one event list.
     A span is (start, end, right answer is positive)."""
     family = rng.choice(list(FAMILIES))
-    question, options, keys = _mark_question(family, rng)
+    question, options, keys = mark_question(family, rng)
     fields = question_fields(family, question)
-    events = [_mark_event(keys, rng) for _ in range(rng.randint(3, 9))]
+    events = [mark_event(keys, rng) for _ in range(rng.randint(3, 9))]
     head = f"Question: {question}\n" + "\n".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options)) + "\n<think>"
     marks, m_spans = head, []
     for k, ev in enumerate(events):

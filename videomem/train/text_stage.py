@@ -70,7 +70,7 @@ def _code(rng: random.Random) -> str:
     return rng.choice(CODE_LETTERS) + rng.choice(CODE_DIGITS) + rng.choice(CODE_LETTERS)
 
 
-def _mark_question(family: str, rng: random.Random) -> tuple[str, list[str], dict]:
+def mark_question(family: str, rng: random.Random) -> tuple[str, list[str], dict]:
     """A question of `family` in the generator's wording (videomem.synth.questions), its options, and the keys a
     relevant event matches (for near misses)."""
     colour, shape, word = rng.choice(list(COLOURS)), rng.choice(SHAPES), rng.choice(WORDS)
@@ -93,7 +93,7 @@ def _mark_question(family: str, rng: random.Random) -> tuple[str, list[str], dic
     return q, words, {"words": words}
 
 
-def _mark_event(keys: dict, rng: random.Random) -> Event:
+def mark_event(keys: dict, rng: random.Random) -> Event:
     """An event that matches one of the question's keys, half the time; else a near miss (one attribute of a key
     kept, another changed) or any event."""
     kind = "code" if "codes" in keys else "shape"
@@ -121,12 +121,12 @@ def mark_text(rng: random.Random) -> tuple[str, list[tuple[int, int]]]:
     them "yes" and the rest near misses that share an attribute with what the question asks about. Returns the
     text and the character spans of its marks (the only tokens with a loss: the events are random)."""
     family = rng.choice(list(FAMILIES))
-    question, options, keys = _mark_question(family, rng)
+    question, options, keys = mark_question(family, rng)
     fields = question_fields(family, question)
     head = f"Question: {question}\n" + "\n".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options)) + "\n<think>"
     text, spans = head, []
     for k in range(rng.randint(3, 9)):
-        ev = _mark_event(keys, rng)
+        ev = mark_event(keys, rng)
         text += ("; " if k else "") + describe_event(ev) + ":"
         mark = " yes" if relevant(family, fields, options, ev) else " no"
         spans.append((len(text), len(text) + len(mark)))
