@@ -21,10 +21,16 @@ import time
 import torch
 from transformers import AutoModelForImageTextToText, AutoTokenizer
 
-from videomem.parse import LETTERS
 from videomem.synth.questions import FAMILIES
-from videomem.train.chain_data import describe_event, question_fields, relevant
-from videomem.train.text_stage import encode_mark_text, mark_event, mark_question, pad_batch
+from videomem.train.chain_data import describe_event
+from videomem.train.text_stage import (
+    encode_mark_text,
+    mark_event,
+    mark_question,
+    marked_think,
+    pad_batch,
+    question_head,
+)
 
 
 def matches(kind: str, key, ev) -> bool:
@@ -41,23 +47,16 @@ def texts(rng: random.Random) -> tuple[tuple[str, list], tuple[str, list]]:
     A span is (start, end, right answer is positive)."""
     family = rng.choice(list(FAMILIES))
     question, options, keys = mark_question(family, rng)
-    fields = question_fields(family, question)
     events = [mark_event(keys, rng) for _ in range(rng.randint(3, 9))]
-    head = f"Question: {question}\n" + "\n".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options)) + "\n<think>"
-    marks, m_spans = head, []
-    for k, ev in enumerate(events):
-        marks += ("; " if k else "") + describe_event(ev) + ":"
-        yes = relevant(family, fields, options, ev)
-        m_spans.append((len(marks), len(marks) + len(" yes" if yes else " no"), yes))
-        marks += " yes" if yes else " no"
-    names = [describe_event(ev) for ev in events]
-    lookup, l_spans = head + "; ".join(names) + " |", []
+    marks, spans = marked_think(family, question, options, events)
+    m_spans = [(a, b, marks[a:b] == " yes") for a, b in spans]
+    lookup, l_spans = question_head(question, options) + "; ".join(describe_event(ev) for ev in events) + " |", []
     for kind, key in [(k, x) for k in ("codes", "words", "combos") for x in keys.get(k, [])]:
         seen = any(matches(kind, key, ev) for ev in events)
         lookup += f" {key if kind != 'combos' else ' '.join(key)}:"
         l_spans.append((len(lookup), len(lookup) + len(" seen" if seen else " not"), seen))
         lookup += " seen;" if seen else " not seen;"
-    return (marks + "</think>", m_spans), (lookup + "</think>", l_spans)
+    return (marks, m_spans), (lookup + "</think>", l_spans)
 
 
 def accuracy(model, tok, held: list[tuple[str, list]]) -> str:

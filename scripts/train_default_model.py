@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import time
 from dataclasses import replace
@@ -269,8 +270,6 @@ def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1, ke
     """The stage's examples: each kind's steps `repeats[kind]` times; question steps whose clip adds something to
     the memory ("evidence steps") `evidence_repeat` times instead. keep_without_yes: the share of question steps
     whose think block marks no event "yes" that are kept (drawn with `seed`), as in the text stage."""
-    import random
-
     from videomem.train.sft import examples_from_records
 
     rng = random.Random(f"videomem-stage2-keep/{seed}")

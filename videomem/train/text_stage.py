@@ -122,11 +122,20 @@ def mark_text(rng: random.Random) -> tuple[str, list[tuple[int, int]]]:
     text and the character spans of its marks (the only tokens with a loss: the events are random)."""
     family = rng.choice(list(FAMILIES))
     question, options, keys = mark_question(family, rng)
+    events = [mark_event(keys, rng) for _ in range(rng.randint(3, 9))]
+    return marked_think(family, question, options, events)
+
+
+def question_head(question: str, options: list[str]) -> str:
+    """'Question: ...', the lettered options, and the opening think tag: how a mark text begins."""
+    return f"Question: {question}\n" + "\n".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options)) + "\n<think>"
+
+
+def marked_think(family: str, question: str, options: list[str], events: list[Event]) -> tuple[str, list[tuple[int, int]]]:
+    """The mark text of `events` under `question`, and the character spans of its marks."""
     fields = question_fields(family, question)
-    head = f"Question: {question}\n" + "\n".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options)) + "\n<think>"
-    text, spans = head, []
-    for k in range(rng.randint(3, 9)):
-        ev = mark_event(keys, rng)
+    text, spans = question_head(question, options), []
+    for k, ev in enumerate(events):
         text += ("; " if k else "") + describe_event(ev) + ":"
         mark = " yes" if relevant(family, fields, options, ev) else " no"
         spans.append((len(text), len(text) + len(mark)))
