@@ -47,7 +47,7 @@ def peak_rss_of_ask(video: Path, args: argparse.Namespace, out: Path) -> tuple[f
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 4):  # 4: the untrained placeholder model's answer is unreadable; the run is complete
+    if code not in (0, 4):  # 4: the answer was unreadable (a model writing off-format); the run is complete
         sys.exit(f"videomem ask failed ({code}): {proc.stderr.read().decode()[-500:]}")
     clips = trace.read_text().count('"type": "step"')
     return usage.ru_maxrss / 1024, seconds, clips

@@ -49,15 +49,18 @@ def test_info_reports_the_stream(video, tmp_path):
 
 def test_ask_runs_the_bundled_model_and_writes_a_resumable_trace(video, tmp_path):
     trace = tmp_path / "t.jsonl"
-    proc = videomem("ask", str(video), "What is shown?", "-o", "gray", "-o", "red", "--json", "--trace", str(trace), "--max-new-tokens", "48", home=tmp_path)
-    # The bundled model is an untrained placeholder (issue 4 is open): its answers are unreadable, which `ask`
-    # reports as an error after printing the result (exit 4); the run itself is complete.
-    assert proc.returncode in (0, 4), proc.stderr
+    proc = videomem("ask", str(video), "What is shown?", "-o", "gray", "-o", "red", "--json", "--trace", str(trace), home=tmp_path)
+    # The bundled model is trained on this project's synthetic videos; on this test video it still writes the
+    # format the loop reads: a memory and one of the two letters.
+    assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert len(out["steps"]) == 4 and len(out["provisional_answers"]) == 4
+    assert out["answer"] in ("A", "B") and out["steps"][0]["memory_after"]
     rows = [json.loads(line) for line in trace.read_text().splitlines()]
-    assert [r["type"] for r in rows] == ["run"] + ["step"] * 4 + ["final"]
-    assert rows[0]["backend"] == "bundled" and rows[0]["config"]["clips"]["max_pixels"] == 131072
+    # it reads the video as it was trained to (videomem.yaml beside its weights): 60 s clips of 16 frames of at
+    # most 16,384 pixels, so this 60 s video is one clip
+    assert [r["type"] for r in rows] == ["run", "step", "final"]
+    clips = rows[0]["config"]["clips"]
+    assert rows[0]["backend"] == "bundled" and (clips["clip_seconds"], clips["frames_per_clip"], clips["max_pixels"]) == (60, 16, 16384)
     # The same command again refuses to overwrite the finished run.
     again = videomem("ask", str(video), "What is shown?", "-o", "gray", "-o", "red", "--trace", str(trace), home=tmp_path)
     assert_one_line_error(again, "--resume")
@@ -69,7 +72,7 @@ def test_demo_reads_its_synthetic_video_and_shows_the_memory_timeline(tmp_path):
     assert "What colour was the shape shown with the word TABLE?" in proc.stdout and "Memory timeline" in proc.stdout
     rows = [json.loads(line) for line in (tmp_path / "demo" / "demo-trace.jsonl").read_text().splitlines()]
     assert [r["type"] for r in rows] == ["run"] + ["step"] * 4 + ["final"]  # 240 s: four clips
-    assert "(expected C: " in proc.stdout  # DEMO_SPEC's key; whether the bundled model gets it is issue 4's open item
+    assert "(expected C: " in proc.stdout  # DEMO_SPEC's key; the bundled model (34% on held-out questions) misses it
 
 
 def test_kill_9_then_resume_redoes_no_finished_clip(video, tmp_path):

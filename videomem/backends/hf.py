@@ -46,7 +46,8 @@ def resolve_model(model: str) -> str:
     """'bundled' -> the shipped checkpoint; a path must exist; anything else is taken as a hub id."""
     if model == "bundled":
         if not (BUNDLED_MODEL_DIR / "config.json").is_file():
-            raise ModelError(f"bundled model missing at {BUNDLED_MODEL_DIR}: run scripts/build_default_model.py")
+            raise ModelError(f"bundled model missing at {BUNDLED_MODEL_DIR}: reinstall videomem, or retrain it with "
+                             "scripts/train_default_model.py --install")
         return str(BUNDLED_MODEL_DIR)
     looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1 or Path(model).exists()
     if looks_like_path:
