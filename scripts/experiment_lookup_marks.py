@@ -2,12 +2,16 @@
 from the key's side (a lookup after the events) than from each event's side (the think block's marks)?
 
     python scripts/experiment_lookup_marks.py runs/default-model-v10/copy/final --minutes 6
+    python scripts/experiment_lookup_marks.py runs/default-model-v10/copy/final --minutes 20 --arms keyed
 
-Two arms from the same weights (the language part alone), the same minutes and the same texts
+Arms from the same weights (the language part alone), the same minutes and the same texts
 (text_stage.mark_text's questions and events):
 - marks: the events, each followed by ": yes" / ": no" (loss on the marks);
 - lookup: the events unmarked, then " | " and one line per key of the question (its word, code, colour and shape,
-  or each option), "KEY: seen" or "KEY: not seen" (loss on seen / not).
+  or each option), "KEY: seen" or "KEY: not seen" (loss on seen / not);
+- keyed: as marks, with the question's keys written beside each event ("red circle with SHIP vs PEAR: no"), so the
+  decision compares nearby tokens instead of searching the question (the keys are given, without a loss: this
+  measures the comparison alone).
 Each arm prints, on 300 held-out texts, teacher-forced accuracy of its decisions split by the right answer (needed
 or not for marks, present or absent for lookups). Nothing is saved.
 """
@@ -42,21 +46,27 @@ def matches(kind: str, key, ev) -> bool:
     return ev.kind == "shape" and (ev.colour, ev.shape) == key
 
 
-def texts(rng: random.Random) -> tuple[tuple[str, list], tuple[str, list]]:
-    """(marks text, its decision spans), (lookup text, its decision spans) over one question and one event list.
+def texts(rng: random.Random) -> dict[str, tuple[str, list]]:
+    """Each arm's text and its decision spans, over one question and one event list.
     A span is (start, end, right answer is positive)."""
     family = rng.choice(list(FAMILIES))
     question, options, keys = mark_question(family, rng)
     events = [mark_event(keys, rng) for _ in range(rng.randint(3, 9))]
     marks, spans = marked_think(family, question, options, events)
     m_spans = [(a, b, marks[a:b] == " yes") for a, b in spans]
+    keyed, k_spans = question_head(question, options), []
+    key_text = " ".join(x if isinstance(x, str) else " ".join(x) for kind in keys for x in keys[kind])
+    for k, ((a, b, positive), ev) in enumerate(zip(m_spans, events)):
+        keyed += ("; " if k else "") + f"{describe_event(ev)} vs {key_text}:"
+        k_spans.append((len(keyed), len(keyed) + b - a, positive))
+        keyed += marks[a:b]
     lookup, l_spans = question_head(question, options) + "; ".join(describe_event(ev) for ev in events) + " |", []
     for kind, key in [(k, x) for k in ("codes", "words", "combos") for x in keys.get(k, [])]:
         seen = any(matches(kind, key, ev) for ev in events)
         lookup += f" {key if kind != 'combos' else ' '.join(key)}:"
         l_spans.append((len(lookup), len(lookup) + len(" seen" if seen else " not"), seen))
         lookup += " seen;" if seen else " not seen;"
-    return (marks, m_spans), (lookup + "</think>", l_spans)
+    return {"marks": (marks, m_spans), "lookup": (lookup + "</think>", l_spans), "keyed": (keyed + "</think>", k_spans)}
 
 
 def accuracy(model, tok, held: list[tuple[str, list]]) -> str:
@@ -75,7 +85,7 @@ def accuracy(model, tok, held: list[tuple[str, list]]) -> str:
     return f"positive {right[True][0]}/{right[True][1]}, negative {right[False][0]}/{right[False][1]}"
 
 
-def run_arm(model_dir: str, arm: int, minutes: float, batch: int = 32) -> None:
+def run_arm(model_dir: str, arm: str, minutes: float, batch: int = 32) -> None:
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
@@ -83,7 +93,7 @@ def run_arm(model_dir: str, arm: int, minutes: float, batch: int = 32) -> None:
     opt = torch.optim.AdamW(params, lr=6e-4, weight_decay=0.0)
     rng, held_rng = random.Random("lookup-train"), random.Random("lookup-held-out")
     held = [texts(held_rng)[arm] for _ in range(300)]
-    name = ("marks", "lookup")[arm]
+    name = arm
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     print(f"[{name}] before: {accuracy(model, tok, held)}", flush=True)
     deadline, step = time.time() + minutes * 60, 0
@@ -107,8 +117,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
     ap.add_argument("--minutes", type=float, default=6.0, help="per arm")
+    ap.add_argument("--arms", nargs="+", choices=("marks", "lookup", "keyed"), default=["marks", "lookup"])
     a = ap.parse_args(argv)
-    for arm in (0, 1):
+    for arm in a.arms:
         run_arm(a.model, arm, a.minutes)
 
 
