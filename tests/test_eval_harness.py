@@ -66,7 +66,9 @@ def items(videos):
 
 
 def config(**overrides):
-    return load_config(overrides={"clips.clips": 4, "clips.frames_per_clip": 3, "clips.prefetch": False, **overrides})
+    # the paper's pixel cap, pinned: the default model ("bundled") would bring its own (videomem.yaml: 16,384)
+    return load_config(overrides={"clips.clips": 4, "clips.frames_per_clip": 3, "clips.max_pixels": 131072,
+                                  "clips.prefetch": False, **overrides})  # fmt: skip
 
 
 def methods(backend, run_dir, cfg=None):

@@ -162,7 +162,7 @@ def test_empty_question_is_refused(video, tmp_path):
 
 
 def test_session_takes_raw_frames_one_clip_at_a_time():
-    vm = VideoMem(backend=ScriptedBackend(), config=load_config())
+    vm = VideoMem(backend=ScriptedBackend(), config=load_config(overrides={"clips.max_pixels": 131072}))  # the paper's cap
     session = vm.session("Which?", OPTIONS)
     assert session.answer is None
     frames = [np.full((1080, 1920, 3), 100, np.uint8)] * 2

@@ -231,6 +231,7 @@ def test_one_prpo_step_makes_the_rewarded_answer_more_likely(tiny, tmp_path, rec
     assert after > before + 0.5, (before, after)
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["rewards/consistency/mean"] == 0.5 and row["rewards/format/mean"] == 1.0 and row["frac_reward_zero_std"] == 0
+    assert row["answers/first_option_frac"] == 0.5 * ((sampler.key == "A") + (sampler.wrong == "A"))
 
 
 DDP_SCRIPT = '''

@@ -503,10 +503,10 @@ def _metrics(groups: list[list[Scored]], samples: list[Sample], totals: dict, st
          sum(s.format for s in flat), sum(s.overflow for s in flat), len(groups),
          sum(1 for g in groups if len({s.reward for s in g}) == 1), sum(lengths),
          sum(1 for s in flat if s.completion.finish_reason == "length"), totals["loss"], totals["kl"],
-         totals["clip_low"], totals["clip_high"]],
+         totals["clip_low"], totals["clip_high"], sum(1 for s in flat if s.answer == "A")],
         dtype=torch.float64, device=accelerator.device,
     )  # fmt: skip
-    n, r, r2, cons, fmt, over, ngroups, zero, toks, clipped, loss, kl, low, high = accelerator.reduce(local, "sum").tolist()
+    n, r, r2, cons, fmt, over, ngroups, zero, toks, clipped, loss, kl, low, high, first = accelerator.reduce(local, "sum").tolist()
     var = max(0.0, r2 / n - (r / n) ** 2)
     return {
         "reward": r / n,
@@ -523,6 +523,8 @@ def _metrics(groups: list[list[Scored]], samples: list[Sample], totals: dict, st
         "clip_ratio/low_mean": low / max(step_tokens, 1),
         "clip_ratio/high_mean": high / max(step_tokens, 1),
         "clip_ratio/region_mean": (low + high) / max(step_tokens, 1),
+        # not TRL's: a policy drifting to the first option (the SFT's guess before evidence) shows here first
+        "answers/first_option_frac": first / n,
     }
 
 
