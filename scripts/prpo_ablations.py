@@ -5,10 +5,10 @@ per second of training, on held-out synthetic videos.
     python scripts/prpo_ablations.py ... --rows prpo terminal      # a subset; rerun the same command to resume
 
 Every row trains `videomem train prpo` (videomem.train.prpo.train_prpo) from --model on the same training records
-(question records of synthetic videos with dataset seed --data-seed: never the held-out seed 7, nor the
-SFT model's training seed) with one setting
-changed, exports a model every --eval-every steps and measures it with the harness (`videomem eval synthetic`, the
-memory loop) on the held-out set --eval-set (default: dataset seed 7 at 1x, made if missing). Rows (docs/prpo.md):
+(question records of synthetic videos with dataset seed --data-seed: never the held-out seed 7, nor the SFT model's
+training seed) with one setting changed, exports a model every --eval-every steps and measures it with the harness
+(`videomem eval synthetic`, the memory loop) on the held-out set --eval-set (default: dataset seed 7 at 1x, made if
+missing). Rows (docs/prpo.md):
 
     prpo        TCR + PSP, the paper's method (config defaults)
     grpo        G independent memory chains (--variant grpo), the paper's baseline
