@@ -85,6 +85,14 @@ def train_seconds(metrics: Path, step: int) -> float:
     return sum(r["step_seconds"] for r in rows if r["step"] <= step)
 
 
+def rollout_share(metrics: Path, step: int) -> str:
+    """'rollout s, update s, mean share of all-equal groups' over the row's first `step` steps."""
+    rows = [r for r in map(json.loads, metrics.read_text().splitlines()) if r["step"] <= step]
+    rollout = sum(r["rollout_seconds"] for r in rows)
+    update = sum(r["step_seconds"] for r in rows) - rollout
+    return f"{rollout:.0f} | {update:.0f} | {sum(r['frac_reward_zero_std'] for r in rows) / len(rows):.2f}"
+
+
 def main(argv=None) -> None:
     a = parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -119,6 +127,28 @@ def main(argv=None) -> None:
     write_report(a, list(done.values()))
 
 
+def answer_drift(a, curves: dict) -> list[str]:
+    """Report lines: per row's last evaluation, its (A) answers at the first and last clip (provisional answers),
+    how many of its final (A) answers are right, and how many final answers equal the SFT model's. (A) is the
+    chain-of-memory records' answer before any evidence: a policy drifting there shows it (docs/prpo.md)."""
+    def load(name: str) -> dict:
+        path = a.out / "eval" / name / "results.jsonl"
+        return {r["item"]: r for r in map(json.loads, path.open())} if path.is_file() else {}
+
+    sft = load("sft")
+    lines = ["", "| row (last evaluation) | (A) answers at the first / last clip | (A) answers right | final answers as SFT |",
+             "|---|---|---|---|"]  # fmt: skip
+    for name in ["sft"] + [f"{row}-{c[-1]['step']}" for row, c in curves.items()]:
+        rows = load(name)
+        if not rows:
+            continue
+        first, last = (sum(bool(r["provisional"]) and r["provisional"][t] == "A" for r in rows.values()) for t in (0, -1))
+        a_right = f"{sum(r['correct'] for r in rows.values() if r['letter'] == 'A')}/{sum(r['letter'] == 'A' for r in rows.values())}"
+        same = sum(r["letter"] == sft[i]["letter"] for i, r in rows.items() if i in sft)
+        lines.append(f"| {name} | {first} / {last} of {len(rows)} | {a_right} | {same}/{len(rows)} |")
+    return lines
+
+
 def write_report(a, results: list[dict]) -> None:
     sft = next(r["accuracy"] for r in results if r["row"] == "sft")
     curves = {row: sorted((r for r in results if r["row"] == row), key=lambda r: r["step"]) for row in ROWS}
@@ -129,15 +159,17 @@ def write_report(a, results: list[dict]) -> None:
         (f"Start (SFT): **{sft:.1f}%** on {a.eval_set} (memory loop). {a.examples_per_step} examples x G = "
         f"{a.group_size} per step, lr {a.lr}; training records: dataset seed {a.data_seed}, {a.data_videos} videos."),
         f"Equal wall-clock: each row's last evaluation within {budget:.0f} s of training (the shortest row's total).", "",
-        ("| row | steps | final accuracy | training s | accuracy at equal wall-clock | steps to SFT + "
-        f"{a.margin:g} points |"), "|---|---|---|---|---|---|",
+        ("| row | steps | final accuracy | training s | rollout s | update s | groups all-equal | accuracy at equal "
+        f"wall-clock | steps to SFT + {a.margin:g} points |"), "|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for row, c in curves.items():
         within = [r for r in c if r["train_seconds"] <= budget]
         reached = next((r["step"] for r in c if r["accuracy"] >= sft + a.margin), None)
         at_budget, last = (f"{within[-1]['accuracy']:.1f}" if within else "-"), c[-1]
-        lines.append(f"| {row} | {last['step']} | {last['accuracy']:.1f} | {last['train_seconds']:.0f} | {at_budget} | "
+        lines.append(f"| {row} | {last['step']} | {last['accuracy']:.1f} | {last['train_seconds']:.0f} | "
+                     f"{rollout_share(a.out / row / 'metrics.jsonl', last['step'])} | {at_budget} | "
                      f"{reached or 'not reached'} |")  # fmt: skip
+    lines += answer_drift(a, curves)
     lines += ["", "![accuracy vs steps](accuracy_vs_steps.png) ![accuracy vs seconds](accuracy_vs_seconds.png)", "",
               f"Reproduce: `python scripts/prpo_ablations.py {' '.join(a.argv)}`"]
     (a.out / "report.md").write_text("\n".join(lines) + "\n")
