@@ -4,7 +4,10 @@
     python scripts/probe_copy.py runs/default-model/checkpoint-600 --base runs/default-model/copy/final
 
 1. copy texts (videomem.train.copy_stage.copy_text, seeds never used in training): the share of the second half's
-   content tokens predicted right (copy_accuracy): 0 for a model without induction heads.
+   content tokens predicted right (copy_accuracy): 0 for a model without induction heads. Then, of those texts
+   that ask options back by their text ("blue (C)"), the share of looked-up letters predicted right: copy_accuracy
+   leaves letters out, and a forward copy does not give them (the letter comes before the text it is found by);
+   chance is 0.25.
 2. question records of --videos held-out 1x videos in the stage-2 format (plain wording, think block, clip-start
    times): the share of target tokens predicted right, by part of the target: the think block (naming what the clip
    shows), the memory, and the memory's subject words (upper-case words: the question's word, or an option's), which
@@ -28,7 +31,7 @@ from videomem.config import load_config
 from videomem.synth.generate import dataset_specs
 from videomem.train.batching import SFTExample, encode_example
 from videomem.train.chain_data import record_to_steps, step_frames, synthetic_records
-from videomem.train.copy_stage import copy_accuracy, copy_text
+from videomem.train.copy_stage import copy_accuracy, copy_text, lookup_accuracy
 from videomem.train.sft import export_checkpoint
 
 
@@ -48,6 +51,7 @@ def main(argv=None) -> None:
     backend = HFBackend(str(path))
     texts = [copy_text(random.Random(f"videomem-copy-probe/{i}")) for i in range(100)]
     print(f"copy texts: content-token accuracy {copy_accuracy(backend.model, backend.tokenizer, texts):.3f}")
+    print("copy texts: looked-up letters {}/{}".format(*lookup_accuracy(backend.model, backend.tokenizer, texts)))
 
     clips = load_config(None, {"model.model": str(path)}).clips
     hits, totals = Counter(), Counter()

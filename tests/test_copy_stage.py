@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from videomem.models import build_tiny_vlm
-from videomem.train.copy_stage import copy_accuracy, copy_text, train_copy
+from videomem.train.copy_stage import copy_accuracy, copy_text, lookup_accuracy, train_copy
 
 
 def _segments(half: str) -> list[str]:
@@ -27,6 +27,45 @@ def test_the_second_half_only_repeats_or_looks_up_the_first():
         kinds.add(tail.split(" ", 1)[0] if tail.startswith(("again", "word")) else
                   "letter after" if tail.endswith(")") else "option")  # fmt: skip
     assert kinds == {"again:", "word", "option", "letter after"}
+
+
+def _kind(text: str) -> str:
+    tail = text.split("\n")[1]
+    return "lookup" if tail.endswith(")") and not tail.startswith("(") else "other"
+
+
+def test_lookup_share_sets_how_many_texts_look_options_up_by_text():
+    share = lambda s: sum(_kind(copy_text(random.Random(i), s)) == "lookup" for i in range(400)) / 400
+    assert share(1.0) == 1.0 and share(0.0) == 0.0
+    assert 0.65 < share(0.75) < 0.85 and 0.18 < share(None) < 0.32
+
+
+class _Oracle(torch.nn.Module):
+    """Predicts every next token of its input right, except `wrong` at the positions listed in `miss`."""
+
+    def __init__(self, miss: set[int], wrong: int):
+        super().__init__()
+        self.miss, self.wrong = miss, wrong
+
+    def forward(self, input_ids):
+        nxt = torch.cat([input_ids[0, 1:], input_ids[0, -1:]])
+        nxt = torch.tensor([self.wrong if p in self.miss else int(t) for p, t in enumerate(nxt)])
+        return type("Out", (), {"logits": torch.nn.functional.one_hot(nxt, 2000).float()[None]})
+
+
+def test_lookup_accuracy_scores_only_the_letters_looked_up_in_the_second_half(tiny):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    text = "(A) blue (B) KEY (C) 12 (D) R4Z\nKEY (B) R4Z (D) 12 (C)"
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    paren = (ids[0] == tok.convert_tokens_to_ids("Ġ(")).nonzero().flatten().tolist()
+    assert len(paren) == 6  # three in the options, three asked back
+    assert lookup_accuracy(_Oracle(set(), 0), tok, [text]) == (3, 3)
+    # a miss at a looked-up letter counts; one at an option's letter (first half) does not
+    assert lookup_accuracy(_Oracle({paren[4], paren[0]}, 0), tok, [text]) == (2, 3)
+    # texts of the other kinds are not scored
+    assert lookup_accuracy(_Oracle(set(), 0), tok, ["list: a; b\nagain: a; b"]) == (0, 0)
 
 
 @pytest.fixture(scope="module")

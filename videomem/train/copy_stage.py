@@ -14,6 +14,10 @@ Sequences (each a few dozen tokens; the loss covers every token, as in language-
 - a list of items, then the same list again;
 - lettered options, then letters asked again with their texts ("(C) blue"), or texts with their letters ("blue (C)");
 - facts "word SHIP: red circle", then some of them again by their word.
+Content copy (copy_accuracy) measures the forward copies. The lookups by text ("blue (" -> "C") are measured apart
+(lookup_accuracy): they are the reverse direction, the one the think block's marks need (is this event's word among
+the question's?), and 8 minutes with a quarter of the texts left them at chance (docs/training-log.md, session 8);
+lookup_share gives them more of the texts.
 """
 
 from __future__ import annotations
@@ -43,9 +47,11 @@ def _item(rng: random.Random) -> str:
     return str(rng.randrange(1, 40))
 
 
-def copy_text(rng: random.Random) -> str:
-    """One training text whose second half can only be predicted by copying from its first half."""
-    kind = rng.randrange(4)
+def copy_text(rng: random.Random, lookup_share: float | None = None) -> str:
+    """One training text whose second half can only be predicted by copying from its first half. lookup_share: the
+    share of texts that look options up by their text (None: a quarter, each kind equally often, drawn as runs 4-13
+    drew them)."""
+    kind = rng.randrange(4) if lookup_share is None else 2 if rng.random() < lookup_share else rng.choice((0, 1, 3))
     if kind == 0:
         items = [_item(rng) for _ in range(rng.randint(3, 12))]
         return "list: " + "; ".join(items) + "\nagain: " + "; ".join(items)
@@ -96,6 +102,27 @@ def copy_accuracy(model, tokenizer, texts: list[str]) -> float:
     return hits / max(total, 1)
 
 
+def lookup_accuracy(model, tokenizer, texts: list[str]) -> tuple[int, int]:
+    """(right, total) over the looked-up letters of the texts that ask options back by their text ("(A) blue ...\n
+    blue (A)"): the letter after each " (" of the second half. Chance is a quarter."""
+    open_paren, right, total = tokenizer.convert_tokens_to_ids("Ġ("), 0, 0
+    model.eval()
+    with torch.no_grad():
+        for text in texts:
+            head, asked = text.split("\n", 1)
+            if not head.startswith("(A)") or asked.startswith("("):
+                continue  # a list, facts, or options asked by letter
+            ids = tokenizer(text, return_tensors="pt")["input_ids"]
+            n_head = len(tokenizer(head + "\n")["input_ids"])
+            pred = model(input_ids=ids).logits[0].argmax(-1)
+            for p in (ids[0, :-1] == open_paren).nonzero().flatten().tolist():
+                if p >= n_head:
+                    right += int(pred[p] == ids[0, p + 1])
+                    total += 1
+    model.train()
+    return right, total
+
+
 def train_copy(
     model_dir: str | Path,
     out: str | Path,
@@ -107,11 +134,12 @@ def train_copy(
     lr: float = 6e-4,
     warmup: int = 50,
     seed: int = 0,
+    lookup_share: float | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Train `model_dir`'s language model on copy texts for about `minutes` (max_steps from `sec_per_step` unless
-    given; a time guard stops early), and save the whole model (vision tower untouched) to out/final. Done if
-    out/final exists."""
+    """Train `model_dir`'s language model on copy texts (copy_text with `lookup_share`) for about `minutes`
+    (max_steps from `sec_per_step` unless given; a time guard stops early), and save the whole model (vision tower
+    untouched) to out/final. Done if out/final exists."""
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
     out = Path(out)
@@ -122,6 +150,9 @@ def train_copy(
     torch.manual_seed(seed)
     rng = random.Random(f"videomem-copy/{seed}")
     held_out = [copy_text(random.Random(f"videomem-copy-eval/{i}")) for i in range(60)]
+    lookups = [copy_text(random.Random(f"videomem-copy-eval/{i}"), lookup_share=1.0) for i in range(30)]
+    scores = lambda n=60: (f"copy accuracy {copy_accuracy(model, tokenizer, held_out[:n]):.3f}, looked-up letters "
+                           "{}/{}".format(*lookup_accuracy(model, tokenizer, lookups[: n // 2])))  # fmt: skip
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
     model.train()
@@ -130,24 +161,23 @@ def train_copy(
     max_steps = max_steps or max(20, int(minutes * 60 / sec_per_step))
     schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, max_steps) / max_steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    log(f"[copy] max_steps {max_steps} (budget {minutes} min), batch {batch_size}, lr {lr}; "
-        f"copy accuracy before: {copy_accuracy(model, tokenizer, held_out):.3f}")  # fmt: skip
+    log(f"[copy] max_steps {max_steps} (budget {minutes} min), batch {batch_size}, lr {lr}, lookup share "
+        f"{0.25 if lookup_share is None else lookup_share}; before: {scores()}")  # fmt: skip
     deadline, t0 = time.time() + minutes * 60, time.time()
     for step in range(1, max_steps + 1):
-        loss = model(**text_batch(tokenizer, [copy_text(rng) for _ in range(batch_size)])).loss
+        loss = model(**text_batch(tokenizer, [copy_text(rng, lookup_share) for _ in range(batch_size)])).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         if step % 100 == 0 or step == max_steps or time.time() > deadline:
-            acc = copy_accuracy(model, tokenizer, held_out[:20])
-            log(f"[copy] step {step}/{max_steps} loss {loss.item():.3f} copy accuracy {acc:.3f} "
+            log(f"[copy] step {step}/{max_steps} loss {loss.item():.3f} {scores(20)} "
                 f"({(time.time() - t0) / step:.2f} s/step)")  # fmt: skip
         if time.time() > deadline:
             log(f"[copy] time budget spent at step {step}")
             break
-    log(f"[copy] copy accuracy after: {copy_accuracy(model, tokenizer, held_out):.3f}")
+    log(f"[copy] after: {scores()}")
     model.save_pretrained(final)
     copy_model_files(Path(model_dir), final)
     return final
