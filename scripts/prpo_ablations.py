@@ -90,11 +90,14 @@ def train_seconds(metrics: Path, step: int) -> float:
 
 
 def rollout_share(metrics: Path, step: int) -> str:
-    """'rollout s, update s, mean share of all-equal groups' over the row's first `step` steps."""
+    """'rollout s, update s, mean share of all-equal groups, mean memory overflow (tokens over memory.max_tokens
+    per sample) over the first and the last 10 steps' over the row's first `step` steps."""
     rows = [r for r in map(json.loads, metrics.read_text().splitlines()) if r["step"] <= step]
     rollout = sum(r["rollout_seconds"] for r in rows)
     update = sum(r["step_seconds"] for r in rows) - rollout
-    return f"{rollout:.0f} | {update:.0f} | {sum(r['frac_reward_zero_std'] for r in rows) / len(rows):.2f}"
+    overflow = lambda part: sum(r["rewards/memory_overflow/mean"] for r in part) / len(part)
+    return (f"{rollout:.0f} | {update:.0f} | {sum(r['frac_reward_zero_std'] for r in rows) / len(rows):.2f} | "
+            f"{overflow(rows[:10]):.2f} / {overflow(rows[-10:]):.2f}")
 
 
 def main(argv=None) -> None:
@@ -134,15 +137,21 @@ def main(argv=None) -> None:
 
 def answer_drift(a, curves: dict) -> list[str]:
     """Report lines: per row's last evaluation, its (A) answers at the first and last clip (provisional answers),
-    how many of its final (A) answers are right, and how many final answers equal the SFT model's. (A) is the
+    how many of its final (A) answers are right, how many final answers equal the SFT model's, and how many of its
+    steps wrote a memory over memory.max_tokens (truncated by the loop). (A) is the
     chain-of-memory records' answer before any evidence: a policy drifting there shows it (docs/prpo.md)."""
     def load(name: str) -> dict:
         path = a.out / "eval" / name / "results.jsonl"
         return {r["item"]: r for r in map(json.loads, path.open())} if path.is_file() else {}
 
+    def truncated(name: str) -> str:
+        steps = [r for f in sorted((a.out / "eval" / name / "traces").glob("*/*.jsonl"))
+                 for r in map(json.loads, f.open()) if r.get("type") == "step"]  # fmt: skip
+        return f"{sum(r['memory_truncated'] for r in steps)}/{len(steps)}"
+
     sft = load("sft")
-    lines = ["", "| row (last evaluation) | (A) answers at the first / last clip | (A) answers right | final answers as SFT |",
-             "|---|---|---|---|"]  # fmt: skip
+    lines = ["", ("| row (last evaluation) | (A) answers at the first / last clip | (A) answers right | final answers as "
+                  "SFT | memories truncated to the cap |"), "|---|---|---|---|---|"]  # fmt: skip
     for name in ["sft"] + [f"{row}-{c[-1]['step']}" for row, c in curves.items()]:
         rows = load(name)
         if not rows:
@@ -150,7 +159,7 @@ def answer_drift(a, curves: dict) -> list[str]:
         first, last = (sum(bool(r["provisional"]) and r["provisional"][t] == "A" for r in rows.values()) for t in (0, -1))
         a_right = f"{sum(r['correct'] for r in rows.values() if r['letter'] == 'A')}/{sum(r['letter'] == 'A' for r in rows.values())}"
         same = sum(r["letter"] == sft[i]["letter"] for i, r in rows.items() if i in sft)
-        lines.append(f"| {name} | {first} / {last} of {len(rows)} | {a_right} | {same}/{len(rows)} |")
+        lines.append(f"| {name} | {first} / {last} of {len(rows)} | {a_right} | {same}/{len(rows)} | {truncated(name)} |")
     return lines
 
 
@@ -165,8 +174,9 @@ def write_report(a, results: list[dict]) -> None:
         f"{a.group_size} per step, lr {a.lr}; training records: dataset seed {a.data_seed}, {a.data_videos} videos; "
         f"memory.max_tokens {a.memory_max_tokens or 'as configured (1024)'}."),
         f"Equal wall-clock: each row's last evaluation within {budget:.0f} s of training (the shortest row's total).", "",
-        ("| row | steps | final accuracy | training s | rollout s | update s | groups all-equal | accuracy at equal "
-        f"wall-clock | steps to SFT + {a.margin:g} points |"), "|---|---|---|---|---|---|---|---|---|",
+        ("| row | steps | final accuracy | training s | rollout s | update s | groups all-equal | memory overflow, "
+        f"first / last 10 steps | accuracy at equal wall-clock | steps to SFT + {a.margin:g} points |"),
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for row, c in curves.items():
         within = [r for r in c if r["train_seconds"] <= budget]
