@@ -29,6 +29,7 @@ Nothing is saved, except the further copy stage of --copy-first (lookups first: 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import time
 from pathlib import Path
@@ -115,19 +116,25 @@ def accuracy(model, tok, held: list[tuple[str, list]]) -> str:
     return ", ".join(f"{label} {r}/{n}" for label, (r, n) in right.items())
 
 
-def run_arm(model_dir: str, arm: str, minutes: float, lr: float = 6e-4, warmup: int = 1, batch: int = 32) -> None:
+def run_arm(model_dir: str, arm: str, minutes: float, lr: float = 6e-4, warmup: int = 1, decay: bool = False,
+            batch: int = 32) -> None:
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
     params = [p for n, p in model.named_parameters() if "visual" not in n]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))  # Adam's first steps are the largest
+    deadline = time.time() + minutes * 60
+    left = lambda: max(0.0, deadline - time.time()) / (minutes * 60)  # share of the budget still to run
+    # warm-up: Adam's first steps are the largest; decay (cosine over the time budget): the copy stage's lookups only
+    # rose once its learning rate decayed (training-log, session 8)
+    factor = lambda s: min(1.0, (s + 1) / warmup) * (0.5 * (1 + math.cos(math.pi * (1 - left()))) if decay else 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     rng, held_rng = random.Random("lookup-train"), random.Random("lookup-held-out")
     held = [texts(held_rng)[arm] for _ in range(300)]
     name = arm
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     print(f"[{name}] before: {accuracy(model, tok, held)}", flush=True)
-    deadline, step = time.time() + minutes * 60, 0
+    step = 0
     while time.time() < deadline:
         step += 1
         rows = []
@@ -151,6 +158,7 @@ def main(argv=None) -> None:
     ap.add_argument("--minutes", type=float, default=6.0, help="per arm")
     ap.add_argument("--lr", type=float, default=6e-4)
     ap.add_argument("--warmup", type=int, default=1, help="steps of linear learning-rate warm-up")
+    ap.add_argument("--decay", action="store_true", help="cosine learning-rate decay over each arm's minutes")
     ap.add_argument("--copy-first", type=Path, default=None, metavar="OUT",
                     help="first train the copy stage further from MODEL into OUT (videomem.train.copy_stage, with "
                          "--lookup-share), then run the arms from its weights")
@@ -162,7 +170,7 @@ def main(argv=None) -> None:
     if a.copy_first is not None:
         model = str(train_copy(a.model, a.copy_first, minutes=a.copy_minutes, lookup_share=a.lookup_share, warmup=20))
     for arm in a.arms:
-        run_arm(model, arm, a.minutes, a.lr, a.warmup)
+        run_arm(model, arm, a.minutes, a.lr, a.warmup, a.decay)
 
 
 if __name__ == "__main__":
