@@ -7,7 +7,9 @@
    content tokens predicted right (copy_accuracy): 0 for a model without induction heads. Then, of those texts
    that ask options back by their text ("blue (C)"), the share of looked-up letters predicted right: copy_accuracy
    leaves letters out, and a forward copy does not give them (the letter comes before the text it is found by);
-   chance is 0.25.
+   chance is 0.25. And the same lookup ("KEY (" -> its letter, 100 questions of 4 words) with the options laid out
+   three ways: on one line as the copy texts have them, one per line as the step prompt has them, and on one line
+   after a question line (a lookup learned in one layout need not work in another: training-log, session 8).
 2. question records of --videos held-out 1x videos in the stage-2 format (plain wording, think block, clip-start
    times): the share of target tokens predicted right, by part of the target: the think block (naming what the clip
    shows), the memory, and the memory's subject words (upper-case words: the question's word, or an option's), which
@@ -28,18 +30,41 @@ import torch
 
 from videomem.backends.hf import HFBackend
 from videomem.config import load_config
+from videomem.parse import LETTERS, format_options
 from videomem.synth.generate import dataset_specs
+from videomem.synth.scene import WORDS
 from videomem.train.batching import SFTExample, encode_example
 from videomem.train.chain_data import record_to_steps, step_frames, synthetic_records
 from videomem.train.copy_stage import copy_accuracy, copy_text, lookup_accuracy
 from videomem.train.sft import export_checkpoint
+
+LAYOUTS = {
+    "one line (copy texts)": lambda opts: " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(opts)) + "\n",
+    "one per line (step prompt)": lambda opts: format_options(opts) + "\n",
+    "one line after a question": lambda opts: "Question: Which of these words was shown first?\n"
+    + " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(opts)) + "\n",
+}
+
+
+def lookups_by_layout(backend: HFBackend, n: int = 100) -> dict[str, int]:
+    """Right looked-up letters of `n` (a word, then " (": its letter next) for each option layout of LAYOUTS."""
+    right = {}
+    for name, layout in LAYOUTS.items():
+        rng, right[name] = random.Random("videomem-lookup-layout"), 0
+        for _ in range(n):
+            opts, k = rng.sample(WORDS, 4), rng.randrange(4)
+            ids = backend.tokenizer(layout(opts) + f"{opts[k]} (", return_tensors="pt")["input_ids"]
+            with torch.no_grad():
+                top = int(backend.model(input_ids=ids).logits[0, -1].argmax())
+            right[name] += backend.tokenizer.decode([top]).strip() == LETTERS[k]
+    return right
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path, help="model directory, or a trainer checkpoint directory with --base")
     ap.add_argument("--base", type=Path, default=None)
-    ap.add_argument("--videos", type=int, default=3)
+    ap.add_argument("--videos", type=int, default=3, help="held-out videos for part 2 (0: part 1 only)")
     ap.add_argument("--mark", action="store_true", help="think blocks mark what the question needs (run 7 on)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -52,6 +77,10 @@ def main(argv=None) -> None:
     texts = [copy_text(random.Random(f"videomem-copy-probe/{i}")) for i in range(100)]
     print(f"copy texts: content-token accuracy {copy_accuracy(backend.model, backend.tokenizer, texts):.3f}")
     print("copy texts: looked-up letters {}/{}".format(*lookup_accuracy(backend.model, backend.tokenizer, texts)))
+    for layout, right in lookups_by_layout(backend).items():
+        print(f"lookups, options {layout}: {right}/100")
+    if not a.videos:
+        return
 
     clips = load_config(None, {"model.model": str(path)}).clips
     hits, totals = Counter(), Counter()
