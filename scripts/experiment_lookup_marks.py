@@ -164,11 +164,14 @@ def main(argv=None) -> None:
                          "--lookup-share), then run the arms from its weights")
     ap.add_argument("--copy-minutes", type=float, default=10.0)
     ap.add_argument("--lookup-share", type=float, default=0.75, help="share of the copy texts that are lookups")
+    ap.add_argument("--prompt-layout", type=float, default=0.0,
+                    help="share of the copy stage's option texts laid out as the step prompt (copy_text)")
     ap.add_argument("--arms", nargs="+", choices=("marks", "lookup", "keyed", "letters", "header"), default=["marks", "lookup"])
     a = ap.parse_args(argv)
     model = a.model
     if a.copy_first is not None:
-        model = str(train_copy(a.model, a.copy_first, minutes=a.copy_minutes, lookup_share=a.lookup_share, warmup=20))
+        model = str(train_copy(a.model, a.copy_first, minutes=a.copy_minutes, lookup_share=a.lookup_share,
+                               prompt_layout=a.prompt_layout, warmup=20))
     for arm in a.arms:
         run_arm(model, arm, a.minutes, a.lr, a.warmup, a.decay)
 

@@ -40,6 +40,19 @@ def test_lookup_share_sets_how_many_texts_look_options_up_by_text():
     assert 0.65 < share(0.75) < 0.85 and 0.18 < share(None) < 0.32
 
 
+def test_prompt_layout_lays_the_options_out_as_the_step_prompt_does():
+    from videomem.parse import format_options
+
+    for i in range(50):
+        text = copy_text(random.Random(i), lookup_share=1.0, prompt_layout=1.0)
+        question, *lines, asked = text.split("\n")
+        assert question.startswith("Question: ") and len(lines) >= 1
+        options = [line.split(") ", 1)[1] for line in lines]
+        assert "\n".join(lines) == format_options(options)
+        assert set(_segments(asked)) <= {f"({'ABCD'[k]}) {o}" for k, o in enumerate(options)}
+    assert "\n" not in copy_text(random.Random(0), lookup_share=1.0).split("\n", 1)[1]  # default: one line
+
+
 class _Oracle(torch.nn.Module):
     """Predicts every next token of its input right, except `wrong` at the positions listed in `miss`."""
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from videomem.parse import format_options
 from videomem.synth.scene import CODE_DIGITS, CODE_LETTERS, COLOURS, SHAPES, WORDS
 from videomem.train.sft import copy_model_files
 
@@ -47,10 +48,12 @@ def _item(rng: random.Random) -> str:
     return str(rng.randrange(1, 40))
 
 
-def copy_text(rng: random.Random, lookup_share: float | None = None) -> str:
-    """One training text whose second half can only be predicted by copying from its first half. lookup_share: the
-    share of texts that look options up by their text (None: a quarter, each kind equally often, drawn as runs 4-13
-    drew them)."""
+def copy_text(rng: random.Random, lookup_share: float | None = None, prompt_layout: float = 0.0) -> str:
+    """One training text whose second half (after the last newline) can only be predicted by copying from its first
+    half. lookup_share: the share of texts that look options up by their text (None: a quarter, each kind equally
+    often, drawn as runs 4-13 drew them). prompt_layout: the share of option texts laid out as the step prompt lays
+    them out (a question line, then one option per line: parse.format_options) instead of on one line; a lookup
+    learned in one layout is not one in the other (docs/training-log.md, session 8)."""
     kind = rng.randrange(4) if lookup_share is None else 2 if rng.random() < lookup_share else rng.choice((0, 1, 3))
     if kind == 0:
         items = [_item(rng) for _ in range(rng.randint(3, 12))]
@@ -59,11 +62,18 @@ def copy_text(rng: random.Random, lookup_share: float | None = None) -> str:
         options = list(dict.fromkeys(_item(rng) for _ in range(4)))
         asked = [rng.randrange(len(options)) for _ in range(rng.randint(2, 6))]
         pair = (lambda i: f"({'ABCD'[i]}) {options[i]}") if kind == 1 else (lambda i: f"{options[i]} ({'ABCD'[i]})")
-        return " ".join(f"({'ABCD'[i]}) {o}" for i, o in enumerate(options)) + "\n" + " ".join(map(pair, asked))
+        if prompt_layout and rng.random() < prompt_layout:
+            head = f"Question: {rng.choice(_QUESTIONS)}\n" + format_options(options)
+        else:
+            head = " ".join(f"({'ABCD'[i]}) {o}" for i, o in enumerate(options))
+        return head + "\n" + " ".join(map(pair, asked))
     words = rng.sample(WORDS, rng.randint(2, 8))
     facts = {w: f"{rng.choice(list(COLOURS))} {rng.choice(SHAPES)}" for w in words}
     asked = [rng.choice(words) for _ in range(rng.randint(2, 6))]
     return "; ".join(f"word {w}: {facts[w]}" for w in words) + "\n" + "; ".join(f"word {w}: {facts[w]}" for w in asked)
+
+
+_QUESTIONS = ("Which of these was shown?", "Which of these words was shown first?", "Which of these was never shown?")
 
 
 def text_batch(tokenizer, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -83,14 +93,14 @@ _FORMAT = "list: again: ; (A) (B) (C) (D) word : \n"  # what the second half hol
 
 
 def copy_accuracy(model, tokenizer, texts: list[str]) -> float:
-    """Share of the second half's content tokens (after the first newline; not punctuation, list words or option
+    """Share of the second half's content tokens (after the last newline; not punctuation, list words or option
     letters, which the format alone predicts or which are drawn at random) the model predicts right."""
     fmt = set(tokenizer(_FORMAT)["input_ids"]) | {tokenizer.convert_tokens_to_ids(c) for c in "ABCD"}
     hits = total = 0
     model.eval()
     with torch.no_grad():
         for text in texts:
-            head, _ = text.split("\n", 1)
+            head, _ = text.rsplit("\n", 1)
             n_head = len(tokenizer(head + "\n")["input_ids"])
             ids = tokenizer(text, return_tensors="pt")["input_ids"]
             pred = model(input_ids=ids).logits[0, :-1].argmax(-1)
@@ -109,8 +119,8 @@ def lookup_accuracy(model, tokenizer, texts: list[str]) -> tuple[int, int]:
     model.eval()
     with torch.no_grad():
         for text in texts:
-            head, asked = text.split("\n", 1)
-            if not head.startswith("(A)") or asked.startswith("("):
+            head, asked = text.rsplit("\n", 1)
+            if "(A)" not in head or asked.startswith("("):
                 continue  # a list, facts, or options asked by letter
             ids = tokenizer(text, return_tensors="pt")["input_ids"]
             n_head = len(tokenizer(head + "\n")["input_ids"])
@@ -135,11 +145,12 @@ def train_copy(
     warmup: int = 50,
     seed: int = 0,
     lookup_share: float | None = None,
+    prompt_layout: float = 0.0,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Train `model_dir`'s language model on copy texts (copy_text with `lookup_share`) for about `minutes`
-    (max_steps from `sec_per_step` unless given; a time guard stops early), and save the whole model (vision tower
-    untouched) to out/final. Done if out/final exists."""
+    """Train `model_dir`'s language model on copy texts (copy_text with `lookup_share` and `prompt_layout`) for about
+    `minutes` (max_steps from `sec_per_step` unless given; a time guard stops early), and save the whole model (vision
+    tower untouched) to out/final. Done if out/final exists."""
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
     out = Path(out)
@@ -150,7 +161,7 @@ def train_copy(
     torch.manual_seed(seed)
     rng = random.Random(f"videomem-copy/{seed}")
     held_out = [copy_text(random.Random(f"videomem-copy-eval/{i}")) for i in range(60)]
-    lookups = [copy_text(random.Random(f"videomem-copy-eval/{i}"), lookup_share=1.0) for i in range(30)]
+    lookups = [copy_text(random.Random(f"videomem-copy-eval/{i}"), 1.0, i % 2) for i in range(30)]  # both layouts
     scores = lambda n=60: (f"copy accuracy {copy_accuracy(model, tokenizer, held_out[:n]):.3f}, looked-up letters "
                            "{}/{}".format(*lookup_accuracy(model, tokenizer, lookups[: n // 2])))  # fmt: skip
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -162,10 +173,11 @@ def train_copy(
     schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, max_steps) / max_steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     log(f"[copy] max_steps {max_steps} (budget {minutes} min), batch {batch_size}, lr {lr}, lookup share "
-        f"{0.25 if lookup_share is None else lookup_share}; before: {scores()}")  # fmt: skip
+        f"{0.25 if lookup_share is None else lookup_share}, prompt layout {prompt_layout}; before: {scores()}")  # fmt: skip
     deadline, t0 = time.time() + minutes * 60, time.time()
     for step in range(1, max_steps + 1):
-        loss = model(**text_batch(tokenizer, [copy_text(rng, lookup_share) for _ in range(batch_size)])).loss
+        texts = [copy_text(rng, lookup_share, prompt_layout) for _ in range(batch_size)]
+        loss = model(**text_batch(tokenizer, texts)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
