@@ -8,8 +8,8 @@
    that ask options back by their text ("blue (C)"), the share of looked-up letters predicted right: copy_accuracy
    leaves letters out, and a forward copy does not give them (the letter comes before the text it is found by);
    chance is 0.25. And the same lookup ("KEY (" -> its letter, 100 questions of 4 words) with the options laid out
-   three ways: on one line as the copy texts have them, one per line as the step prompt has them, and on one line
-   after a question line (a lookup learned in one layout need not work in another: training-log, session 8).
+   three ways: on one line as the copy texts have them, one per line after a question line as the step prompt has
+   them, and one per line alone (a lookup learned in one layout need not work in another: training-log, session 8).
 2. question records of --videos held-out 1x videos in the stage-2 format (plain wording, think block, clip-start
    times): the share of target tokens predicted right, by part of the target: the think block (naming what the clip
    shows), the memory, and the memory's subject words (upper-case words: the question's word, or an option's), which
@@ -38,11 +38,11 @@ from videomem.train.chain_data import record_to_steps, step_frames, synthetic_re
 from videomem.train.copy_stage import copy_accuracy, copy_text, lookup_accuracy
 from videomem.train.sft import export_checkpoint
 
+_ASKED = "Which of these words was shown first?"
 LAYOUTS = {
-    "one line (copy texts)": lambda opts: " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(opts)) + "\n",
-    "one per line (step prompt)": lambda opts: format_options(opts) + "\n",
-    "one line after a question": lambda opts: "Question: Which of these words was shown first?\n"
-    + " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(opts)) + "\n",
+    "on one line (copy texts)": lambda opts: " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(opts)) + "\n",
+    "one per line after a question (step prompt)": lambda opts: f"Question: {_ASKED}\n{format_options(opts)}\n",
+    "one per line, no question": lambda opts: format_options(opts) + "\n",
 }
 
 
