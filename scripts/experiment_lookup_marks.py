@@ -6,6 +6,8 @@ from the key's side (a lookup after the events) than from each event's side (the
     python scripts/experiment_lookup_marks.py runs/default-model-v10/copy/final --minutes 15 --arms marks --lr 1.5e-4
     python scripts/experiment_lookup_marks.py runs/default-model-v10/copy/final --copy-first runs/exp-copy-lookups \
         --copy-minutes 10 --lookup-share 0.75 --minutes 8 --arms letters
+    python scripts/experiment_lookup_marks.py runs/exp-copy-lookups-30/final --copy-first runs/exp-copy-lookups-prompt \
+        --copy-minutes 12 --lookup-share 0.75 --prompt-layout 0.5 --minutes 8 --decay --arms letters
 
 Arms from the same weights (the language part alone), the same minutes and the same texts
 (text_stage.mark_text's questions and events):
@@ -17,7 +19,8 @@ Arms from the same weights (the language part alone), the same minutes and the s
   measures the comparison alone).
 - letters: as marks, but an event matching an option is marked with that option's letter ("purple diamond with KEY:
   A") instead of "yes", in the families whose keys are options (needle, order, bind_code, absent): the decision
-  becomes the copy stage's lookup "text -> its letter", a copy after a match, which this model does learn.
+  becomes the copy stage's lookup "text -> its letter" (learned only after lookup-heavy copy training in the step
+  prompt's layout: --copy-first ... --prompt-layout 0.5; training-log, session 8).
 - header: as letters, after a header that lists the question's keys each followed by its mark ("<think> KEY: A;
   SHIP: B; ... | "; given, without a loss), so an event's mark is what followed its key earlier: a forward copy after
   a match (an induction head), which the copy stage teaches, instead of a test for whether the key occurs.
