@@ -21,7 +21,9 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    tower unused (every memory the same whatever the clip showed; docs/training-log.md, run 3).
 4. Copy stage (--copy-minutes, 8): the language model alone on texts that repeat or look up their first half
    (videomem.train.copy_stage). Trained from random weights on the records alone, it never learned to copy, which
-   every memory step needs (docs/training-log.md, run 5).
+   every memory step needs (docs/training-log.md, run 5). Its lookups by text stay at chance in 8 minutes; with
+   --copy-lookup-share 0.75 --copy-prompt-layout 0.5 and ~40 minutes they are learned, and then the think block's
+   marks are learnable (training-log, session 8; not yet run through the whole pipeline).
 5. Text stage (--text-minutes 20, then --marks-minutes 25): the memory task's steps without their frames, loss on the
    marks, the memory and the answer, fresh videos every batch (videomem.train.text_stage); its second part keeps
    only a tenth of the steps without a "yes" mark (--keep-without-yes) and weights the marks x2 (--mark-weight):
@@ -82,6 +84,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stage1-batch-size", type=int, default=16)
     ap.add_argument("--copy-minutes", type=float, default=8.0,
                     help="time budget of the copy stage (text only, after stage 1: videomem.train.copy_stage)")
+    ap.add_argument("--copy-lookup-share", type=float, default=None,
+                    help="share of the copy texts that look options up by text (default: a quarter, as runs 4-13; "
+                         "training-log session 8: 0.75 for ~40 min teaches the lookup the marks need)")
+    ap.add_argument("--copy-prompt-layout", type=float, default=0.0,
+                    help="share of the copy stage's option texts laid out as the step prompt (session 8: 0.5)")
     ap.add_argument("--text-minutes", type=float, default=20.0,
                     help="time budget of the text stage (the memory task's text operations without frames, after the "
                     "copy stage: videomem.train.text_stage)")
@@ -242,7 +249,8 @@ def main(argv=None) -> None:
         run_stage(a, "stage 1", init, stage1, examples, a.stage1_minutes, a.stage1_sec_per_example, a.stage1_batch_size)
     # Copying: the language model alone, on texts that repeat themselves (induction heads; videomem.train.copy_stage).
     stamp = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)
-    copied = train_copy(stage1 / "final", out / "copy", minutes=a.copy_minutes, seed=a.seed, log=stamp)
+    copied = train_copy(stage1 / "final", out / "copy", minutes=a.copy_minutes, seed=a.seed,
+                        lookup_share=a.copy_lookup_share, prompt_layout=a.copy_prompt_layout, log=stamp)
     # The step's text operations (marks, memory, answer) on fresh steps without frames (videomem.train.text_stage).
     texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed, log=stamp)
     texted = train_text_stage(texted, out / "text-marks", minutes=a.marks_minutes, clip_config=clip_cfg,
