@@ -35,12 +35,12 @@ from videomem.synth.generate import dataset_specs
 from videomem.synth.scene import WORDS
 from videomem.train.batching import SFTExample, encode_example
 from videomem.train.chain_data import record_to_steps, step_frames, synthetic_records
-from videomem.train.copy_stage import copy_accuracy, copy_text, lookup_accuracy
+from videomem.train.copy_stage import copy_accuracy, copy_text, lookup_accuracy, one_line_options
 from videomem.train.sft import export_checkpoint
 
 _ASKED = "Which of these words was shown first?"
 LAYOUTS = {
-    "on one line (copy texts)": lambda opts: " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(opts)) + "\n",
+    "on one line (copy texts)": lambda opts: one_line_options(opts) + "\n",
     "one per line after a question (step prompt)": lambda opts: f"Question: {_ASKED}\n{format_options(opts)}\n",
     "one per line, no question": lambda opts: format_options(opts) + "\n",
 }

@@ -48,6 +48,14 @@ def _item(rng: random.Random) -> str:
     return str(rng.randrange(1, 40))
 
 
+_QUESTIONS = ("Which of these was shown?", "Which of these words was shown first?", "Which of these was never shown?")
+
+
+def one_line_options(options: list[str]) -> str:
+    """'(A) x (B) y ...': the copy texts' own option layout (the step prompt's is parse.format_options)."""
+    return " ".join(f"({'ABCD'[i]}) {o}" for i, o in enumerate(options))
+
+
 def copy_text(rng: random.Random, lookup_share: float | None = None, prompt_layout: float = 0.0) -> str:
     """One training text whose second half (after the last newline) can only be predicted by copying from its first
     half. lookup_share: the share of texts that look options up by their text (None: a quarter, each kind equally
@@ -65,15 +73,12 @@ def copy_text(rng: random.Random, lookup_share: float | None = None, prompt_layo
         if prompt_layout and rng.random() < prompt_layout:
             head = f"Question: {rng.choice(_QUESTIONS)}\n" + format_options(options)
         else:
-            head = " ".join(f"({'ABCD'[i]}) {o}" for i, o in enumerate(options))
+            head = one_line_options(options)
         return head + "\n" + " ".join(map(pair, asked))
     words = rng.sample(WORDS, rng.randint(2, 8))
     facts = {w: f"{rng.choice(list(COLOURS))} {rng.choice(SHAPES)}" for w in words}
     asked = [rng.choice(words) for _ in range(rng.randint(2, 6))]
     return "; ".join(f"word {w}: {facts[w]}" for w in words) + "\n" + "; ".join(f"word {w}: {facts[w]}" for w in asked)
-
-
-_QUESTIONS = ("Which of these was shown?", "Which of these words was shown first?", "Which of these was never shown?")
 
 
 def text_batch(tokenizer, texts: list[str]) -> dict[str, torch.Tensor]:
