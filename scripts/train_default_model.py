@@ -27,7 +27,8 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
 5. Text stage (--text-minutes 20, then --marks-minutes 25): the memory task's steps without their frames, loss on the
    marks, the memory and the answer, fresh videos every batch (videomem.train.text_stage); its second part keeps
    only a tenth of the steps without a "yes" mark (--keep-without-yes) and weights the marks x2 (--mark-weight):
-   without that, "yes" was never predicted (docs/training-log.md, run 8).
+   without that, "yes" was never predicted (docs/training-log.md, run 8). Its mixed-in copy texts are drawn with the
+   copy stage's --copy-lookup-share and --copy-prompt-layout, so the lookups are kept.
 6. Stage 2, the memory task (--minutes, 45), from the text stage's weights: the question records in one wording per
    family, each step first naming in a think block everything its clip shows, each event marked yes or no (does the
    question need it), then the memory (facts timed by their clip's start) and the answer (docs/training-log.md,
@@ -252,10 +253,12 @@ def main(argv=None) -> None:
     copied = train_copy(stage1 / "final", out / "copy", minutes=a.copy_minutes, seed=a.seed,
                         lookup_share=a.copy_lookup_share, prompt_layout=a.copy_prompt_layout, log=stamp)
     # The step's text operations (marks, memory, answer) on fresh steps without frames (videomem.train.text_stage).
-    texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed, log=stamp)
+    copies = {"copy_lookup_share": a.copy_lookup_share, "copy_prompt_layout": a.copy_prompt_layout}
+    texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed, log=stamp,
+                              **copies)  # fmt: skip
     texted = train_text_stage(texted, out / "text-marks", minutes=a.marks_minutes, clip_config=clip_cfg,
                               mark_weight=a.mark_weight, keep_without_yes=a.keep_without_yes, mark_share=a.mark_share,
-                              seed=a.seed + 1, log=stamp)  # fmt: skip
+                              seed=a.seed + 1, log=stamp, **copies)  # fmt: skip
     code_events = [r for r in events if "code " in r["steps"][0]["memory"]]
     # Stage 2, the memory task (evidence steps repeated), with code events mixed in: stage 1 leaves codes unread.
     # --stage2-loss names: the loss on what only the frames tell (the events named in the think block, where it ends),

@@ -17,6 +17,7 @@ from videomem.train.batching import IGNORE_INDEX, end_of_turn
 from videomem.train.chain_data import question_fields, relevant
 from videomem.train.text_stage import (
     FRESH_SEED_BASE,
+    draw_row,
     encode_mark_text,
     encode_text_step,
     frame_spans,
@@ -107,6 +108,21 @@ def test_train_text_stage_learns_the_text_operations_and_leaves_the_vision_tower
     logs.clear()
     assert train_text_stage(tiny, tmp_path / "text", minutes=5, clip_config=CFG, log=logs.append) == final
     assert logs == [f"[text] done: {final}"]
+
+
+def test_rows_follow_their_shares_and_copy_texts_follow_the_copy_stage_settings(tok):
+    rng, eot = random.Random(3), end_of_turn(tok)
+    stream = iter(held_out_steps(CFG, videos=1, per_video=40))
+    decode = lambda ids: tok.decode(ids, skip_special_tokens=True)
+    for _ in range(20):  # lookups in the step prompt's layout only: a question line, one option per line
+        ids, labels = draw_row(rng, tok, stream, eot, 1.0, 0.0, copy_lookup_share=1.0, copy_prompt_layout=1.0)
+        assert labels == ids
+        assert re.match(r"Question: .*\n\(A\) .*\n\(B\) ", decode(ids)), decode(ids)
+    default_layouts = {decode(draw_row(rng, tok, stream, eot, 1.0, 0.0)[0]).startswith("Question:") for _ in range(40)}
+    assert default_layouts == {False}
+    for _ in range(10):  # no copy texts: steps from the stream, their prompts left out of the loss
+        ids, labels = draw_row(rng, tok, stream, eot, 0.0, 0.0)
+        assert labels[0] == IGNORE_INDEX and labels != ids
 
 
 def test_keep_without_yes_makes_yes_marks_common():
