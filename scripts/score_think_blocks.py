@@ -6,7 +6,9 @@ block), the marks, or the memory.
 For every step in the run's traces (`videomem eval synthetic ... --method videomem`) it rebuilds the target the
 training data would have for that step (videomem.train.chain_data.chain_for_question on the same clips and sample
 times, observe + mark) and compares, per question family: events named exactly (of the events the frames show),
-marks right on the events named right ("yes" and "no" apart) and the whole memory.
+marks right on the events named right ("yes" and "no" apart), the whole memory, and the whole memory on the steps
+whose think block is exactly right and whose memory before was right (the memory writing alone, perception, marks
+and earlier steps aside).
 Nothing about the model is assumed beyond the format its training taught.
 """
 
@@ -42,7 +44,7 @@ def main(argv=None) -> None:
     ap.add_argument("dataset", type=Path, help="the synthetic dataset directory it evaluated (annotations.jsonl)")
     a = ap.parse_args(argv)
     annotations = {Path(r["video"]).name: r for r in map(json.loads, (a.dataset / "annotations.jsonl").open())}
-    keys = ("steps", "named", "shown", "yes", "yes total", "no", "no total", "memory")
+    keys = ("steps", "named", "shown", "yes", "yes total", "no", "no total", "memory", "think right", "memory given")
     counts: dict[str, Counter] = defaultdict(Counter)
     for path in sorted(glob.glob(str(a.run / "traces" / "videomem" / "*.jsonl"))):
         lines = [json.loads(line) for line in open(path)]
@@ -57,12 +59,13 @@ def main(argv=None) -> None:
         truth = chain_for_question(video, question, clips, random.Random(0), seen=seen_per_clip(video, clips),
                                    plain=True, observe=True, mark=True, clip_times=True)  # fmt: skip
         c = counts[question["family"]]
-        for step, want in zip(steps, truth):
+        for step, want, before in zip(steps, truth, [""] + [t["memory"] for t in truth]):
             m = THINK.search(step["raw_output"] or "")
             got = items(m.group(1)) if m else {}
             wanted = items(want["observed"])
             c["steps"] += 1
-            c["memory"] += (step["memory_after"] or "").strip() == want["memory"].strip()
+            memory_right = (step["memory_after"] or "").strip() == want["memory"].strip()
+            c["memory"] += memory_right
             for name, marks in wanted.items():
                 c["shown"] += sum(marks.values())
                 named = got.get(name, Counter())
@@ -70,15 +73,18 @@ def main(argv=None) -> None:
                 for mark, n in marks.items():
                     c[f"{mark} total"] += n
                     c[mark] += min(n, named[mark])
-    print("| family | steps | events named | yes marks | no marks | memory exact |")
-    print("|---|---|---|---|---|---|")
+            if got == wanted and (step["memory_before"] or "").strip() == before.strip():
+                c["think right"] += 1
+                c["memory given"] += memory_right
+    print("| family | steps | events named | yes marks | no marks | memory exact | memory exact, given think block and memory before |")
+    print("|---|---|---|---|---|---|---|")
     total: Counter = Counter()
     for family, c in sorted(counts.items()) + [("all", total)]:
         if family != "all":
             total.update(c)
         c = {k: c[k] for k in keys}
         print(f"| {family} | {c['steps']} | {c['named']}/{c['shown']} | {c['yes']}/{c['yes total']} "
-              f"| {c['no']}/{c['no total']} | {c['memory']} |")  # fmt: skip
+              f"| {c['no']}/{c['no total']} | {c['memory']} | {c['memory given']}/{c['think right']} |")  # fmt: skip
 
 
 if __name__ == "__main__":
