@@ -2,6 +2,7 @@
 block), the marks, or the memory.
 
     python scripts/score_think_blocks.py runs/default-eval-v8/eval-1x-v9 runs/default-eval-v8/synth-1x
+    python scripts/score_think_blocks.py runs/default-eval-v10/eval-1x-v14 runs/default-eval-v10/synth-1x --show 10
 
 For every step in the run's traces (`videomem eval synthetic ... --method videomem`) it rebuilds the target the
 training data would have for that step (videomem.train.chain_data.chain_for_question on the same clips and sample
@@ -42,7 +43,15 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="run directory of `videomem eval` (traces/videomem/*.jsonl)")
     ap.add_argument("dataset", type=Path, help="the synthetic dataset directory it evaluated (annotations.jsonl)")
+    ap.add_argument(
+        "--show",
+        type=int,
+        default=0,
+        help="print up to this many steps whose think block and memory before are right but whose "
+        "memory after is not (the memory writing's own mistakes)",
+    )
     a = ap.parse_args(argv)
+    shown = 0
     annotations = {Path(r["video"]).name: r for r in map(json.loads, (a.dataset / "annotations.jsonl").open())}
     keys = ("steps", "named", "shown", "yes", "yes total", "no", "no total", "memory", "think right", "memory given")
     counts: dict[str, Counter] = defaultdict(Counter)
@@ -76,7 +85,14 @@ def main(argv=None) -> None:
             if got == wanted and (step["memory_before"] or "").strip() == before.strip():
                 c["think right"] += 1
                 c["memory given"] += memory_right
-    print("| family | steps | events named | yes marks | no marks | memory exact | memory exact, given think block and memory before |")
+                if not memory_right and shown < a.show:
+                    shown += 1
+                    print(f"{question['family']}: {question['question']} {question['options']}\n"
+                          f"  think:  {want['observed']}\n  before: {before!r}\n  want:   {want['memory']!r}\n"
+                          f"  got:    {step['memory_after']!r}")  # fmt: skip
+    print(
+        "| family | steps | events named | yes marks | no marks | memory exact | memory exact, given think block and memory before |"
+    )
     print("|---|---|---|---|---|---|---|")
     total: Counter = Counter()
     for family, c in sorted(counts.items()) + [("all", total)]:
