@@ -1,4 +1,4 @@
-"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about two hours.
+"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about 2 h 20 min.
 
     python scripts/train_default_model.py --install   # writes runs/default-model/, then replaces videomem/assets/default-model
     python scripts/eval_default_model.py --model runs/default-model/final --metrics runs/default-model/metrics.jsonl
@@ -19,17 +19,20 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    read videos the way it was trained.
 3. Stage 1, perception (--stage1-minutes, 18): event records only. Mixed training from the start left the vision
    tower unused (every memory the same whatever the clip showed; docs/training-log.md, run 3).
-4. Copy stage (--copy-minutes, 8): the language model alone on texts that repeat or look up their first half
+4. Copy stage (--copy-minutes, 32): the language model alone on texts that repeat or look up their first half
    (videomem.train.copy_stage). Trained from random weights on the records alone, it never learned to copy, which
-   every memory step needs (docs/training-log.md, run 5). Its lookups by text stay at chance in 8 minutes; with
-   --copy-lookup-share 0.75 --copy-prompt-layout 0.5 and ~40 minutes they are learned, and then the think block's
-   marks are learnable (training-log, session 8; not yet run through the whole pipeline).
-5. Text stage (--text-minutes 20, then --marks-minutes 25): the memory task's steps without their frames, loss on the
+   every memory step needs (docs/training-log.md, run 5). Three quarters of its texts are lookups (an option's
+   letter found by its text, --copy-lookup-share), half of those laid out as the step prompt lays out its options
+   (--copy-prompt-layout): with a quarter, the lookups stayed at chance, and the think block's marks, which are
+   built on them, were never learned (runs 4-13); with these, they are (training-log, sessions 8-9: run 14, the
+   shipped model, had this stage in four pieces, 46 minutes in all; in one piece it is not yet measured).
+5. Text stage (--text-minutes 20, then --marks-minutes 25, a quarter of it short mark texts: --mark-share): the
+   memory task's steps without their frames, loss on the
    marks, the memory and the answer, fresh videos every batch (videomem.train.text_stage); its second part keeps
    only a tenth of the steps without a "yes" mark (--keep-without-yes) and weights the marks x2 (--mark-weight):
    without that, "yes" was never predicted (docs/training-log.md, run 8). Its mixed-in copy texts are drawn with the
    copy stage's --copy-lookup-share and --copy-prompt-layout, so the lookups are kept.
-6. Stage 2, the memory task (--minutes, 45), from the text stage's weights: the question records in one wording per
+6. Stage 2, the memory task (--minutes, 40), from the text stage's weights: the question records in one wording per
    family, each step first naming in a think block everything its clip shows, each event marked yes or no (does the
    question need it), then the memory (facts timed by their clip's start) and the answer (docs/training-log.md,
    runs 5-7); steps whose clip adds evidence x2, code event records x2; only a tenth of the steps without a "yes"
@@ -63,7 +66,7 @@ EVAL_SEEDS = (0, 7)  # videomem synth default, held-out evaluation set
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Retrain the bundled default model from scratch on CPU.")
     ap.add_argument("--out", type=Path, default=Path("runs/default-model"), help="output dir (init/, data/, final/)")
-    ap.add_argument("--minutes", type=float, default=45.0, help="time budget of stage 2 (data and model build extra)")
+    ap.add_argument("--minutes", type=float, default=40.0, help="time budget of stage 2 (data and model build extra)")
     ap.add_argument("--sec-per-example", type=float, default=0.17,
                     help="expected stage-2 seconds per example on 2 cores (128x128 frames, the default mix), for max_steps")
     ap.add_argument("--max-steps", type=int, default=None, help="override the derived max_steps (both stages)")
@@ -83,13 +86,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stage1-minutes", type=float, default=18.0, help="time budget of stage 1 (event records only)")
     ap.add_argument("--stage1-sec-per-example", type=float, default=0.07, help="expected stage-1 speed, for max_steps")
     ap.add_argument("--stage1-batch-size", type=int, default=16)
-    ap.add_argument("--copy-minutes", type=float, default=8.0,
+    ap.add_argument("--copy-minutes", type=float, default=32.0,
                     help="time budget of the copy stage (text only, after stage 1: videomem.train.copy_stage)")
-    ap.add_argument("--copy-lookup-share", type=float, default=None,
-                    help="share of the copy texts that look options up by text (default: a quarter, as runs 4-13; "
-                         "training-log session 8: 0.75 for ~40 min teaches the lookup the marks need)")
-    ap.add_argument("--copy-prompt-layout", type=float, default=0.0,
-                    help="share of the copy stage's option texts laid out as the step prompt (session 8: 0.5)")
+    ap.add_argument("--copy-lookup-share", type=float, default=0.75,
+                    help="share of the copy texts that look options up by text (runs 4-13: a quarter, the lookups "
+                         "never learned; training-log sessions 8-9: 0.75 teaches the lookup the marks need)")
+    ap.add_argument("--copy-prompt-layout", type=float, default=0.5,
+                    help="share of the copy stage's option texts laid out as the step prompt (runs 4-13: none; a "
+                         "lookup learned in one layout does not work in the other)")
     ap.add_argument("--text-minutes", type=float, default=20.0,
                     help="time budget of the text stage (the memory task's text operations without frames, after the "
                     "copy stage: videomem.train.text_stage)")
@@ -97,7 +101,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="time budget of the text stage's second part, from the first one's weights, with 'yes' marks "
                     "made common (--keep-without-yes) and the marks weighted --mark-weight times in the loss")
     ap.add_argument("--mark-weight", type=float, default=2.0)
-    ap.add_argument("--mark-share", type=float, default=0.0,
+    ap.add_argument("--mark-share", type=float, default=0.25,
                     help="share of the text stage's second part given to short mark texts (text_stage.mark_text)")
     ap.add_argument("--stage2-freeze", nargs="*", choices=["language", "vision"], default=[],
                     help="parts stage 2 keeps fixed (sft.freeze): 'language' leaves the text stage's language model "
