@@ -257,7 +257,7 @@ def main(argv=None) -> None:
     copied = train_copy(stage1 / "final", out / "copy", minutes=a.copy_minutes, seed=a.seed,
                         lookup_share=a.copy_lookup_share, prompt_layout=a.copy_prompt_layout, log=stamp)
     # The step's text operations (marks, memory, answer) on fresh steps without frames (videomem.train.text_stage).
-    copies = {"copy_lookup_share": a.copy_lookup_share, "copy_prompt_layout": a.copy_prompt_layout}
+    copies = {"copy_mix": {"lookup_share": a.copy_lookup_share, "prompt_layout": a.copy_prompt_layout}}
     texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed, log=stamp,
                               **copies)  # fmt: skip
     texted = train_text_stage(texted, out / "text-marks", minutes=a.marks_minutes, clip_config=clip_cfg,

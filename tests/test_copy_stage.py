@@ -53,6 +53,21 @@ def test_prompt_layout_lays_the_options_out_as_the_step_prompt_does():
     assert "\n" not in copy_text(random.Random(0), lookup_share=1.0).split("\n", 1)[1]  # default: one line
 
 
+def test_filtered_texts_copy_exactly_the_items_marked_yes_in_order():
+    seen = set()
+    for i in range(200):
+        text = copy_text(random.Random(i), filtered_share=1.0)
+        head, tail = text.split("\n")
+        assert head.startswith("marked: ") and tail.startswith("kept: ")
+        pairs = [item.rsplit(": ", 1) for item in head[len("marked: "):].split("; ")]
+        kept = [name for name, mark in pairs if mark == "yes"]
+        assert {mark for _, mark in pairs} <= {"yes", "no"}
+        assert tail[len("kept: "):] == ("; ".join(kept) or "nothing"), text
+        seen.add(len(kept) > 1 if kept else "none")
+    assert seen == {True, False, "none"}  # several kept, one kept, none kept
+    assert not any(copy_text(random.Random(i), filtered_share=0.0).startswith("marked:") for i in range(200))
+
+
 class _Oracle(torch.nn.Module):
     """Predicts every next token of its input right, except `wrong` at the positions listed in `miss`."""
 

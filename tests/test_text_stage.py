@@ -115,7 +115,7 @@ def test_rows_follow_their_shares_and_copy_texts_follow_the_copy_stage_settings(
     stream = iter(held_out_steps(CFG, videos=1, per_video=40))
     decode = lambda ids: tok.decode(ids, skip_special_tokens=True)
     for _ in range(20):  # lookups in the step prompt's layout only: a question line, one option per line
-        ids, labels = draw_row(rng, tok, stream, eot, 1.0, 0.0, copy_lookup_share=1.0, copy_prompt_layout=1.0)
+        ids, labels = draw_row(rng, tok, stream, eot, 1.0, 0.0, {"lookup_share": 1.0, "prompt_layout": 1.0})
         assert labels == ids
         assert re.match(r"Question: .*\n\(A\) .*\n\(B\) ", decode(ids)), decode(ids)
     default_layouts = {decode(draw_row(rng, tok, stream, eot, 1.0, 0.0)[0]).startswith("Question:") for _ in range(40)}

@@ -13,7 +13,10 @@ looks up their first half.
 Sequences (each a few dozen tokens; the loss covers every token, as in language-model pretraining):
 - a list of items, then the same list again;
 - lettered options, then letters asked again with their texts ("(C) blue"), or texts with their letters ("blue (C)");
-- facts "word SHIP: red circle", then some of them again by their word.
+- facts "word SHIP: red circle", then some of them again by their word;
+- with filtered_share, items each marked "yes" or "no", then every "yes" item again in order ("kept: ..."): the
+  memory step's own copy, which keeps exactly the events its think block marked "yes" (session 9: with the marks
+  right, the memory kept one of two or three "yes" events, or one marked "no").
 Content copy (copy_accuracy) measures the forward copies. The lookups by text ("blue (" -> "C") are measured apart
 (lookup_accuracy): they are the reverse direction, the one the think block's marks need (is this event's word among
 the question's?), and 8 minutes with a quarter of the texts left them at chance (docs/training-log.md, session 8);
@@ -56,12 +59,21 @@ def one_line_options(options: list[str]) -> str:
     return " ".join(f"({'ABCD'[i]}) {o}" for i, o in enumerate(options))
 
 
-def copy_text(rng: random.Random, lookup_share: float | None = None, prompt_layout: float = 0.0) -> str:
+def copy_text(
+    rng: random.Random, lookup_share: float | None = None, prompt_layout: float = 0.0, filtered_share: float = 0.0
+) -> str:
     """One training text whose second half (after the last newline) can only be predicted by copying from its first
     half. lookup_share: the share of texts that look options up by their text (None: a quarter, each kind equally
     often, drawn as runs 4-13 drew them). prompt_layout: the share of option texts laid out as the step prompt lays
     them out (a question line, then one option per line: parse.format_options) instead of on one line; a lookup
-    learned in one layout is not one in the other (docs/training-log.md, session 8)."""
+    learned in one layout is not one in the other (docs/training-log.md, session 8). filtered_share: the share of
+    texts that copy only the items marked "yes" (drawn first; at 0 the other kinds are drawn as before)."""
+    if filtered_share and rng.random() < filtered_share:
+        items = list(dict.fromkeys(_item(rng) for _ in range(rng.randint(2, 8))))
+        marks = [rng.random() < 0.4 for _ in items]
+        kept = [it for it, yes in zip(items, marks) if yes]
+        return ("marked: " + "; ".join(f"{it}: {'yes' if yes else 'no'}" for it, yes in zip(items, marks))
+                + "\nkept: " + ("; ".join(kept) or "nothing"))  # fmt: skip
     kind = rng.randrange(4) if lookup_share is None else 2 if rng.random() < lookup_share else rng.choice((0, 1, 3))
     if kind == 0:
         items = [_item(rng) for _ in range(rng.randint(3, 12))]

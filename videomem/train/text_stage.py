@@ -267,12 +267,12 @@ def held_out_steps(clip_config: ClipConfig, videos: int = 3, seed: int = 7, per_
 
 
 def draw_row(rng: random.Random, tokenizer, stream: Iterator[Step], eot: str, copy_share: float,
-             mark_share: float, copy_lookup_share: float | None = None, copy_prompt_layout: float = 0.0):  # fmt: skip
-    """One training row (input ids, labels) of the text stage: a copy text (loss on all of it), a mark text, or the
-    next step of `stream`, drawn with those shares."""
+             mark_share: float, copy_mix: dict | None = None):  # fmt: skip
+    """One training row (input ids, labels) of the text stage: a copy text (loss on all of it; copy_mix: copy_text's
+    keyword arguments), a mark text, or the next step of `stream`, drawn with those shares."""
     draw = rng.random()
     if draw < copy_share:
-        ids = tokenizer(copy_text(rng, copy_lookup_share, copy_prompt_layout), add_special_tokens=False)["input_ids"]
+        ids = tokenizer(copy_text(rng, **(copy_mix or {})), add_special_tokens=False)["input_ids"]
         return ids, ids
     if draw < copy_share + mark_share:
         return encode_mark_text(tokenizer, *mark_text(rng))
@@ -290,8 +290,7 @@ def train_text_stage(
     max_steps: int | None = None,
     batch_size: int = 24,
     copy_share: float = 0.15,
-    copy_lookup_share: float | None = None,
-    copy_prompt_layout: float = 0.0,
+    copy_mix: dict | None = None,
     mark_share: float = 0.0,
     mark_weight: float = 1.0,
     keep_without_yes: float = 1.0,
@@ -302,9 +301,9 @@ def train_text_stage(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Train `model_dir`'s language model on fresh text steps for about `minutes` (a time guard stops early), and
-    save the whole model (vision tower untouched) to out/final. Done if out/final exists. copy_lookup_share and
-    copy_prompt_layout draw the mixed-in copy texts as the copy stage drew them (copy_stage.copy_text), so the lookups
-    it taught keep being trained."""
+    save the whole model (vision tower untouched) to out/final. Done if out/final exists. copy_mix: the
+    mixed-in copy texts' kinds (copy_stage.copy_text's keyword arguments): as the copy stage drew them, so the
+    lookups it taught keep being trained."""
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
     out = Path(out)
@@ -335,7 +334,7 @@ def train_text_stage(
     log(f"[text] max_steps {max_steps} (budget {minutes} min), batch {batch_size}, lr {lr}; before: {report()}")
     deadline, t0 = time.time() + minutes * 60, time.time()
     for step in range(1, max_steps + 1):
-        rows = [draw_row(rng, tokenizer, stream, eot, copy_share, mark_share, copy_lookup_share, copy_prompt_layout)
+        rows = [draw_row(rng, tokenizer, stream, eot, copy_share, mark_share, copy_mix)
                 for _ in range(batch_size)]  # fmt: skip
         loss = weighted_loss(model, pad_batch(rows, pad), marks, mark_weight)
         loss.backward()
