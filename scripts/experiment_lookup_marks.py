@@ -173,8 +173,8 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     model = a.model
     if a.copy_first is not None:
-        model = str(train_copy(a.model, a.copy_first, minutes=a.copy_minutes, lookup_share=a.lookup_share,
-                               prompt_layout=a.prompt_layout, warmup=20))
+        mix = {"lookup_share": a.lookup_share, "prompt_layout": a.prompt_layout}
+        model = str(train_copy(a.model, a.copy_first, minutes=a.copy_minutes, copy_mix=mix, warmup=20))
     for arm in a.arms:
         run_arm(model, arm, a.minutes, a.lr, a.warmup, a.decay)
 

@@ -254,15 +254,14 @@ def main(argv=None) -> None:
         run_stage(a, "stage 1", init, stage1, examples, a.stage1_minutes, a.stage1_sec_per_example, a.stage1_batch_size)
     # Copying: the language model alone, on texts that repeat themselves (induction heads; videomem.train.copy_stage).
     stamp = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)
-    copied = train_copy(stage1 / "final", out / "copy", minutes=a.copy_minutes, seed=a.seed,
-                        lookup_share=a.copy_lookup_share, prompt_layout=a.copy_prompt_layout, log=stamp)
+    mix = {"lookup_share": a.copy_lookup_share, "prompt_layout": a.copy_prompt_layout}  # the text stage keeps it
+    copied = train_copy(stage1 / "final", out / "copy", minutes=a.copy_minutes, seed=a.seed, copy_mix=mix, log=stamp)
     # The step's text operations (marks, memory, answer) on fresh steps without frames (videomem.train.text_stage).
-    copies = {"copy_mix": {"lookup_share": a.copy_lookup_share, "prompt_layout": a.copy_prompt_layout}}
-    texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed, log=stamp,
-                              **copies)  # fmt: skip
+    texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed,
+                              copy_mix=mix, log=stamp)  # fmt: skip
     texted = train_text_stage(texted, out / "text-marks", minutes=a.marks_minutes, clip_config=clip_cfg,
                               mark_weight=a.mark_weight, keep_without_yes=a.keep_without_yes, mark_share=a.mark_share,
-                              seed=a.seed + 1, log=stamp, **copies)  # fmt: skip
+                              seed=a.seed + 1, copy_mix=mix, log=stamp)  # fmt: skip
     code_events = [r for r in events if "code " in r["steps"][0]["memory"]]
     # Stage 2, the memory task (evidence steps repeated), with code events mixed in: stage 1 leaves codes unread.
     # --stage2-loss names: the loss on what only the frames tell (the events named in the think block, where it ends),

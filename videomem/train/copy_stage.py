@@ -161,11 +161,10 @@ def train_copy(
     lr: float = 6e-4,
     warmup: int = 50,
     seed: int = 0,
-    lookup_share: float | None = None,
-    prompt_layout: float = 0.0,
+    copy_mix: dict | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Train `model_dir`'s language model on copy texts (copy_text with `lookup_share` and `prompt_layout`) for about
+    """Train `model_dir`'s language model on copy texts (copy_text with the keyword arguments `copy_mix`) for about
     `minutes` (max_steps from `sec_per_step` unless given; a time guard stops early), and save the whole model (vision
     tower untouched) to out/final. Done if out/final exists."""
     from transformers import AutoModelForImageTextToText, AutoTokenizer
@@ -189,11 +188,11 @@ def train_copy(
     max_steps = max_steps or max(20, int(minutes * 60 / sec_per_step))
     schedule = lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, max_steps) / max_steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    log(f"[copy] max_steps {max_steps} (budget {minutes} min), batch {batch_size}, lr {lr}, lookup share "
-        f"{0.25 if lookup_share is None else lookup_share}, prompt layout {prompt_layout}; before: {scores()}")  # fmt: skip
+    log(f"[copy] max_steps {max_steps} (budget {minutes} min), batch {batch_size}, lr {lr}, texts "
+        f"{copy_mix or 'as runs 4-13'}; before: {scores()}")  # fmt: skip
     deadline, t0 = time.time() + minutes * 60, time.time()
     for step in range(1, max_steps + 1):
-        texts = [copy_text(rng, lookup_share, prompt_layout) for _ in range(batch_size)]
+        texts = [copy_text(rng, **(copy_mix or {})) for _ in range(batch_size)]
         loss = model(**text_batch(tokenizer, texts)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
