@@ -1,4 +1,4 @@
-"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about 2 h 20 min.
+"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about 2 h 30 min.
 
     python scripts/train_default_model.py --install   # writes runs/default-model/, then replaces videomem/assets/default-model
     python scripts/eval_default_model.py --model runs/default-model/final --metrics runs/default-model/metrics.jsonl
@@ -19,6 +19,9 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    read videos the way it was trained.
 3. Stage 1, perception (--stage1-minutes, 18): event records only. Mixed training from the start left the vision
    tower unused (every memory the same whatever the clip showed; docs/training-log.md, run 3).
+   Then the code stage (--code-minutes, 10): the code event records alone. In stage 1's mix, and in stage 2's, the
+   model wrote one code for every code event (0/12 read, runs 8-14); alone, the codes are read in minutes
+   (docs/training-log.md, session 10).
 4. Copy stage (--copy-minutes, 32): the language model alone on texts that repeat or look up their first half
    (videomem.train.copy_stage). Trained from random weights on the records alone, it never learned to copy, which
    every memory step needs (docs/training-log.md, run 5). Three quarters of its texts are lookups (an option's
@@ -44,7 +47,7 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    model's format (run 11). docs/training-log.md, "Next".
    Each stage: AdamW, lr 6e-4, warm-up then cosine (training-notes); max_steps from the time budget and the expected
    speed; a time guard stops early (checkpoint + export) if steps are slower.
-7. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/stage1/, <out>/copy/; --install copies final into
+7. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/{stage1,codes,copy,text,text-marks}/; --install copies final into
    videomem/assets/default-model.
 """
 
@@ -86,6 +89,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stage1-minutes", type=float, default=18.0, help="time budget of stage 1 (event records only)")
     ap.add_argument("--stage1-sec-per-example", type=float, default=0.07, help="expected stage-1 speed, for max_steps")
     ap.add_argument("--stage1-batch-size", type=int, default=16)
+    ap.add_argument("--code-minutes", type=float, default=10.0,
+                    help="time budget of the code stage (code event records alone, after stage 1)")
     ap.add_argument("--copy-minutes", type=float, default=32.0,
                     help="time budget of the copy stage (text only, after stage 1: videomem.train.copy_stage)")
     ap.add_argument("--copy-lookup-share", type=float, default=0.75,
@@ -245,25 +250,22 @@ def main(argv=None) -> None:
     init = build_model(a, out / "init", domain_corpus(records))
     events = [r for r in records if r["family"] == "event"]
 
+    code_events = [r for r in events if "code " in r["steps"][0]["memory"]]
     # Stage 1, perception: event records only (2 frames of one event: every video token shows the answer).
-    stage1 = out / "stage1"
-    if (stage1 / "final" / "config.json").is_file():
-        print(f"[stage 1] done: {stage1 / 'final'}")
-    else:
-        examples = training_examples({"event": events}, {"event": 1})
-        run_stage(a, "stage 1", init, stage1, examples, a.stage1_minutes, a.stage1_sec_per_example, a.stage1_batch_size)
+    stage1 = event_stage(a, "stage 1", init, out / "stage1", events, a.stage1_minutes)
+    # Codes: code event records alone. Mixed with the shapes (stage 1, stage 2) one code was written for all.
+    read = event_stage(a, "codes", stage1, out / "codes", code_events, a.code_minutes)
     # Copying: the language model alone, on texts that repeat themselves (induction heads; videomem.train.copy_stage).
     stamp = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)
     mix = {"lookup_share": a.copy_lookup_share, "prompt_layout": a.copy_prompt_layout}  # the text stage keeps it
-    copied = train_copy(stage1 / "final", out / "copy", minutes=a.copy_minutes, seed=a.seed, copy_mix=mix, log=stamp)
+    copied = train_copy(read, out / "copy", minutes=a.copy_minutes, seed=a.seed, copy_mix=mix, log=stamp)
     # The step's text operations (marks, memory, answer) on fresh steps without frames (videomem.train.text_stage).
     texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed,
                               copy_mix=mix, log=stamp)  # fmt: skip
     texted = train_text_stage(texted, out / "text-marks", minutes=a.marks_minutes, clip_config=clip_cfg,
                               mark_weight=a.mark_weight, keep_without_yes=a.keep_without_yes, mark_share=a.mark_share,
                               seed=a.seed + 1, copy_mix=mix, log=stamp)  # fmt: skip
-    code_events = [r for r in events if "code " in r["steps"][0]["memory"]]
-    # Stage 2, the memory task (evidence steps repeated), with code events mixed in: stage 1 leaves codes unread.
+    # Stage 2, the memory task (evidence steps repeated), with code events mixed in, so the codes stay read.
     # --stage2-loss names: the loss on what only the frames tell (the events named in the think block, where it ends),
     # an attempt to leave the marks, memory and answer to the text stage (runs 9-11 in docs/training-log.md).
     examples = training_examples({"question": stage2_records(a, clip_cfg), "code event": code_events},
@@ -307,6 +309,16 @@ def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1, ke
                                                           kind == "question" else ""))  # fmt: skip
     print(f"[data] {len(examples)} training steps: " + ", ".join(counts))
     return examples
+
+
+def event_stage(a, name: str, model: Path, out: Path, records: list[dict], minutes: float) -> Path:
+    """A perception stage: `records` (event records) once each, at stage 1's speed and batch size; out/final, or
+    the stage's final model if it is done already."""
+    if (out / "final" / "config.json").is_file():
+        print(f"[{name}] done: {out / 'final'}")
+        return out / "final"
+    examples = training_examples({name: records}, {name: 1})
+    return run_stage(a, name, model, out, examples, minutes, a.stage1_sec_per_example, a.stage1_batch_size)
 
 
 def run_stage(a, name: str, model: Path, out: Path, examples: list, minutes: float, sec_per_example: float,
