@@ -1,6 +1,8 @@
 """Experiment (docs/training-log.md, "Next" 2): can the tiny model learn to read the three-character codes at all?
 
-    python scripts/experiment_codes.py videomem/assets/default-model --out runs/exp-codes --minutes 10
+    python scripts/experiment_codes.py videomem/assets/default-model --out runs/exp-codes --videos 400 --factors 1 --warmup 30
+    python scripts/train_default_model.py --out runs/v18 --until stage1 && \
+        python scripts/experiment_codes.py runs/v18/stage1/final --out runs/v18/codes
 
 Trains a model on code event records alone (2 frames of one code event, "code X9N in blue (0:15)": every video token
 shows the code; videomem.train.chain_data.event_records) from dataset seed --data-seed, for --minutes: the training
@@ -29,16 +31,19 @@ def main(argv=None) -> None:
     ap.add_argument("model", type=Path, help="starting weights (a model directory)")
     ap.add_argument("--out", type=Path, default=Path("runs/exp-codes"))
     ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--videos", type=int, default=400, help="training videos (1x) whose code events are used")
+    ap.add_argument("--factors", type=float, nargs="+", default=[1.0, 2.0], help="video length factors (x 240 s)")
+    ap.add_argument("--videos", type=int, nargs="+", default=[600, 300],
+                    help="training videos per factor whose code events are used (the training script's event videos)")
+    ap.add_argument("--warmup", type=int, default=60)
     ap.add_argument("--data-seed", type=int, default=1)
     ap.add_argument("--lr", type=float, default=6e-4)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--probe-events", type=int, default=100)
     a = ap.parse_args(argv)
     # the fields event_stage reads from the training script's arguments
-    a.factors, a.max_steps, a.frames_per_clip, a.max_pixels = [1.0], None, 16, 128 * 128
-    a.warmup, a.save_steps, a.seed, a.stage1_sec_per_example, a.stage1_batch_size = 30, 200, 0, 0.07, a.batch_size
-    records = [r for spec in specs_for(a, [a.videos]) for r in event_records(spec) if "code " in r["steps"][0]["memory"]]
+    a.max_steps, a.frames_per_clip, a.max_pixels = None, 16, 128 * 128
+    a.save_steps, a.seed, a.stage1_sec_per_example, a.stage1_batch_size = 200, 0, 0.07, a.batch_size
+    records = [r for spec in specs_for(a, a.videos) for r in event_records(spec) if "code " in r["steps"][0]["memory"]]
     final = event_stage(a, "codes", a.model, a.out, records, a.minutes)
     probe([str(final), "--kind", "code", "--events", str(a.probe_events)])
 

@@ -19,9 +19,6 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    read videos the way it was trained.
 3. Stage 1, perception (--stage1-minutes, 18): event records only. Mixed training from the start left the vision
    tower unused (every memory the same whatever the clip showed; docs/training-log.md, run 3).
-   Then the code stage (--code-minutes, 10): the code event records alone. In stage 1's mix, and in stage 2's, the
-   model wrote one code for every code event (0/12 read, runs 8-14); alone, the codes are read in minutes
-   (docs/training-log.md, session 10).
 4. Copy stage (--copy-minutes, 32): the language model alone on texts that repeat or look up their first half
    (videomem.train.copy_stage). Trained from random weights on the records alone, it never learned to copy, which
    every memory step needs (docs/training-log.md, run 5). Three quarters of its texts are lookups (an option's
@@ -35,12 +32,17 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    only a tenth of the steps without a "yes" mark (--keep-without-yes) and weights the marks x2 (--mark-weight):
    without that, "yes" was never predicted (docs/training-log.md, run 8). Its mixed-in copy texts are drawn with the
    copy stage's --copy-lookup-share and --copy-prompt-layout, so the lookups are kept.
-6. Stage 2, the memory task (--minutes, 40), from the text stage's weights: the question records in one wording per
+6. The code stage (--code-minutes, 10): the code event records alone. In stage 1's mix, and in stage 2's, the model
+   wrote one code for every code event (0/12 read, runs 8-14); alone, from the shipped run 14's weights, the codes
+   were read after 10 minutes (62/100), but from stage 1's weights they stayed at chance (docs/training-log.md,
+   session 10). Here, after the text stage, it is not yet measured.
+   Stage 2, the memory task (--minutes, 40), from the code stage's weights: the question records in one wording per
    family, each step first naming in a think block everything its clip shows, each event marked yes or no (does the
    question need it), then the memory (facts timed by their clip's start) and the answer (docs/training-log.md,
-   runs 5-7); steps whose clip adds evidence x2, code event records x2; only a tenth of the steps without a "yes"
-   mark (--stage2-keep-without-yes), as in the text stage: with every step, the marks were unlearned (run 9: 18.8%;
-   run 12: 34.4%).
+   runs 5-7); steps whose clip adds evidence x2, code event records x2; 40% of the steps without a "yes" mark
+   (--stage2-keep-without-yes): with every step, the marks were unlearned before the lookups were (run 9: 18.8%);
+   with a tenth (run 12: 34.4%), the memory gained an entry when nothing was needed; 0.4 and 1.0 after a tenth
+   gave 48.4% and 46.9% (runs 17 and 19, session 10).
    The whole target carries the loss (--stage2-loss all); the loss on
    what the frames decide alone (--stage2-loss names) let the rest of the language model drift until the format broke
    (run 10), and the vision tower alone (--stage2-freeze language) did not learn to name events in the language
@@ -90,7 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stage1-sec-per-example", type=float, default=0.07, help="expected stage-1 speed, for max_steps")
     ap.add_argument("--stage1-batch-size", type=int, default=16)
     ap.add_argument("--code-minutes", type=float, default=10.0,
-                    help="time budget of the code stage (code event records alone, after stage 1)")
+                    help="time budget of the code stage (code event records alone, before stage 2)")
     ap.add_argument("--copy-minutes", type=float, default=32.0,
                     help="time budget of the copy stage (text only, after stage 1: videomem.train.copy_stage)")
     ap.add_argument("--copy-lookup-share", type=float, default=0.75,
@@ -116,9 +118,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "whole target")
     ap.add_argument("--keep-without-yes", type=float, default=0.1,
                     help="share of the text steps without a 'yes' mark kept in the text stage's second part")
-    ap.add_argument("--stage2-keep-without-yes", type=float, default=0.1,
-                    help="share of stage 2's question steps without a 'yes' mark kept (1: all; run 12 in "
-                    "docs/training-log.md: 0.1 keeps the text stage's marks)")
+    ap.add_argument("--stage2-keep-without-yes", type=float, default=0.4,
+                    help="share of stage 2's question steps without a 'yes' mark kept (1: all; docs/training-log.md: "
+                    "run 12's 0.1 kept the text stage's marks, run 17's 0.4 keeps them and stops memories from "
+                    "gaining entries when nothing is needed)")
+    ap.add_argument("--stage2-from", type=Path, default=None,
+                    help="run stage 2 alone, from this model (its tokenizer must be the one the data was built for)")
+    ap.add_argument("--until", choices=["stage1"], default=None,
+                    help="stop after this stage (perception alone: probe it with scripts/probe_perception.py)")
     ap.add_argument("--install", action="store_true", help="copy the final model into videomem/assets/default-model")
     ap.add_argument("--arch", default="qwen3_vl", choices=["qwen3_vl", "qwen2_5_vl"])
     ap.add_argument("--text-hidden", type=int, default=256)
@@ -239,32 +246,17 @@ def stage2_records(a, clip_cfg: ClipConfig) -> list[dict]:
 def main(argv=None) -> None:
     a = parse_args(argv)
     from videomem.train.chain_data import read_records
-    from videomem.train.copy_stage import train_copy
-    from videomem.train.text_stage import frame_spans, train_text_stage
+    from videomem.train.text_stage import frame_spans
 
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     clip_cfg = ClipConfig(clip_seconds=60, frames_per_clip=a.frames_per_clip, max_pixels=a.max_pixels, min_pixels=1024)
     records = read_records(build_data(a, clip_cfg, out / "data" / "chain-train.jsonl"))
-    init = build_model(a, out / "init", domain_corpus(records))
-    events = [r for r in records if r["family"] == "event"]
-
-    code_events = [r for r in events if "code " in r["steps"][0]["memory"]]
-    # Stage 1, perception: event records only (2 frames of one event: every video token shows the answer).
-    stage1 = event_stage(a, "stage 1", init, out / "stage1", events, a.stage1_minutes)
-    # Codes: code event records alone. Mixed with the shapes (stage 1, stage 2) one code was written for all.
-    read = event_stage(a, "codes", stage1, out / "codes", code_events, a.code_minutes)
-    # Copying: the language model alone, on texts that repeat themselves (induction heads; videomem.train.copy_stage).
-    stamp = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)
-    mix = {"lookup_share": a.copy_lookup_share, "prompt_layout": a.copy_prompt_layout}  # the text stage keeps it
-    copied = train_copy(read, out / "copy", minutes=a.copy_minutes, seed=a.seed, copy_mix=mix, log=stamp)
-    # The step's text operations (marks, memory, answer) on fresh steps without frames (videomem.train.text_stage).
-    texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed,
-                              copy_mix=mix, log=stamp)  # fmt: skip
-    texted = train_text_stage(texted, out / "text-marks", minutes=a.marks_minutes, clip_config=clip_cfg,
-                              mark_weight=a.mark_weight, keep_without_yes=a.keep_without_yes, mark_share=a.mark_share,
-                              seed=a.seed + 1, copy_mix=mix, log=stamp)  # fmt: skip
+    code_events = [r for r in records if r["family"] == "event" and "code " in r["steps"][0]["memory"]]
+    read = a.stage2_from or stages_before_stage2(a, records, code_events, clip_cfg)
+    if read is None:
+        return
     # Stage 2, the memory task (evidence steps repeated), with code events mixed in, so the codes stay read.
     # --stage2-loss names: the loss on what only the frames tell (the events named in the think block, where it ends),
     # an attempt to leave the marks, memory and answer to the text stage (runs 9-11 in docs/training-log.md).
@@ -273,12 +265,41 @@ def main(argv=None) -> None:
                                  keep_without_yes=a.stage2_keep_without_yes, seed=a.seed)  # fmt: skip
     if a.stage2_loss == "names":
         examples = [replace(ex, loss_spans=tuple(frame_spans(ex.step))) if ex.step.observed else ex for ex in examples]
-    final = run_stage(a, "stage 2", texted, out, examples, a.minutes, a.sec_per_example, a.batch_size,
+    final = run_stage(a, "stage 2", read, out, examples, a.minutes, a.sec_per_example, a.batch_size,
                       freeze=tuple(a.stage2_freeze))  # fmt: skip
     size = sum(f.stat().st_size for f in final.iterdir())
     print(f"[done] {final} ({size / 1e6:.1f} MB) in {(time.time() - t0) / 60:.1f} min")
     if a.install:
         install(final)
+
+
+def stages_before_stage2(a, records: list[dict], code_events: list[dict], clip_cfg: ClipConfig) -> Path | None:
+    """The model, then stages 1 to the code stage, each skipped when its final model exists: the weights stage 2
+    starts from (None with --until stage1)."""
+    from videomem.train.copy_stage import train_copy
+    from videomem.train.text_stage import train_text_stage
+
+    out = a.out
+    init = build_model(a, out / "init", domain_corpus(records))
+    events = [r for r in records if r["family"] == "event"]
+    # Stage 1, perception: event records only (2 frames of one event: every video token shows the answer).
+    stage1 = event_stage(a, "stage 1", init, out / "stage1", events, a.stage1_minutes)
+    if a.until == "stage1":
+        print(f"[done] {stage1}, stopped after stage 1 (--until stage1)")
+        return None
+    # Copying: the language model alone, on texts that repeat themselves (induction heads; videomem.train.copy_stage).
+    stamp = lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True)
+    mix = {"lookup_share": a.copy_lookup_share, "prompt_layout": a.copy_prompt_layout}  # the text stage keeps it
+    copied = train_copy(stage1, out / "copy", minutes=a.copy_minutes, seed=a.seed, copy_mix=mix, log=stamp)
+    # The step's text operations (marks, memory, answer) on fresh steps without frames (videomem.train.text_stage).
+    texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed,
+                              copy_mix=mix, log=stamp)  # fmt: skip
+    texted = train_text_stage(texted, out / "text-marks", minutes=a.marks_minutes, clip_config=clip_cfg,
+                              mark_weight=a.mark_weight, keep_without_yes=a.keep_without_yes, mark_share=a.mark_share,
+                              seed=a.seed + 1, copy_mix=mix, log=stamp)  # fmt: skip
+    # Codes: code event records alone. Mixed with the shapes (stage 1, stage 2) one code was written for all; alone,
+    # from stage 1's weights, they stayed on a plateau too (docs/training-log.md, session 10), so they come here.
+    return event_stage(a, "codes", texted, out / "codes", code_events, a.code_minutes)
 
 
 def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1, keep_without_yes: float = 1.0,

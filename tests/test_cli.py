@@ -87,7 +87,7 @@ def test_demo_reads_its_synthetic_video_and_shows_the_memory_timeline(tmp_path):
     assert "What colour was the shape shown with the word TABLE?" in proc.stdout and "Memory timeline" in proc.stdout
     rows = [json.loads(line) for line in (tmp_path / "demo" / "demo-trace.jsonl").read_text().splitlines()]
     assert [r["type"] for r in rows] == ["run"] + ["step"] * 4 + ["final"]  # 240 s: four clips
-    # DEMO_SPEC's key is C (yellow); the bundled model (run 14) finds the TABLE event and answers it.
+    # DEMO_SPEC's key is C (yellow); the bundled model (run 17) finds the TABLE event and answers it.
     assert "answer: C (expected C: correct)" in proc.stdout
     assert rows[-1]["answer"] == "C" and "TABLE" in rows[-1]["memory"]
 
