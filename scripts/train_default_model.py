@@ -49,7 +49,7 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    model's format (run 11). docs/training-log.md, "Next".
    Each stage: AdamW, lr 6e-4, warm-up then cosine (training-notes); max_steps from the time budget and the expected
    speed; a time guard stops early (checkpoint + export) if steps are slower.
-7. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/{stage1,codes,copy,text,text-marks}/; --install copies final into
+7. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/{stage1,copy,text,text-marks,codes}/; --install copies final into
    videomem/assets/default-model.
 """
 
