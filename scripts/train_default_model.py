@@ -34,8 +34,8 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    copy stage's --copy-lookup-share and --copy-prompt-layout, so the lookups are kept.
 6. The code stage (--code-minutes, 10): the code event records alone. In stage 1's mix, and in stage 2's, the model
    wrote one code for every code event (0/12 read, runs 8-14); alone, from the shipped run 14's weights, the codes
-   were read after 10 minutes (62/100), but from stage 1's weights they stayed at chance (docs/training-log.md,
-   session 10). Here, after the text stage, it is not yet measured.
+   were read after 10 minutes (62/100), but from stage 1's weights they stayed at chance (after 21 minutes, only the
+   first character was read; docs/training-log.md, session 10). Here, after the text stage, it is not yet measured.
    Stage 2, the memory task (--minutes, 40), from the code stage's weights: the question records in one wording per
    family, each step first naming in a think block everything its clip shows, each event marked yes or no (does the
    question need it), then the memory (facts timed by their clip's start) and the answer (docs/training-log.md,
