@@ -1,4 +1,4 @@
-"""Experiment (docs/training-log.md, "Next" 2): can the tiny model learn to read the three-character codes at all?
+"""Experiment (docs/training-log.md, session 10): can the tiny model learn to read the three-character codes at all?
 
     python scripts/experiment_codes.py videomem/assets/default-model --out runs/exp-codes --videos 400 --factors 1 --warmup 30
     python scripts/train_default_model.py --out runs/v18 --until stage1 && \
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from probe_perception import main as probe  # noqa: E402
-from train_default_model import event_stage, specs_for  # noqa: E402
+from train_default_model import event_stage, is_code_event, specs_for  # noqa: E402
 
 from videomem.train.chain_data import event_records  # noqa: E402
 
@@ -43,7 +43,7 @@ def main(argv=None) -> None:
     # the fields event_stage reads from the training script's arguments
     a.max_steps, a.frames_per_clip, a.max_pixels = None, 16, 128 * 128
     a.save_steps, a.seed, a.stage1_sec_per_example, a.stage1_batch_size = 200, 0, 0.07, a.batch_size
-    records = [r for spec in specs_for(a, a.videos) for r in event_records(spec) if "code " in r["steps"][0]["memory"]]
+    records = [r for spec in specs_for(a, a.videos) for r in event_records(spec) if is_code_event(r)]
     final = event_stage(a, "codes", a.model, a.out, records, a.minutes)
     probe([str(final), "--kind", "code", "--events", str(a.probe_events)])
 

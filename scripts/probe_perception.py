@@ -18,6 +18,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from train_default_model import is_code_event
+
 from videomem.backends.base import SamplingParams
 from videomem.backends.hf import HFBackend
 from videomem.config import load_config
@@ -60,7 +62,7 @@ def main(argv=None) -> None:
     hits, totals = dict.fromkeys(FIELDS, 0), dict.fromkeys(FIELDS, 0)
     positions = [0, 0, 0]
     records = [r for spec in dataset_specs(a.seed, (1,), 40) for r in event_records(spec)
-               if a.kind == "any" or "code " in r["steps"][0]["memory"]][: a.events]  # fmt: skip
+               if a.kind == "any" or is_code_event(r)][: a.events]  # fmt: skip
     for rec in records:
         (step,) = record_to_steps(rec)
         event = next(e for e in synth_video(rec).events if e.start == step.clip.start)

@@ -49,8 +49,8 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    model's format (run 11). docs/training-log.md, "Next".
    Each stage: AdamW, lr 6e-4, warm-up then cosine (training-notes); max_steps from the time budget and the expected
    speed; a time guard stops early (checkpoint + export) if steps are slower.
-7. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/{stage1,copy,text,text-marks,codes}/; --install copies final into
-   videomem/assets/default-model.
+7. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/{stage1,copy,text,text-marks,codes}/;
+   --install copies final into videomem/assets/default-model.
 """
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ def main(argv=None) -> None:
     t0 = time.time()
     clip_cfg = ClipConfig(clip_seconds=60, frames_per_clip=a.frames_per_clip, max_pixels=a.max_pixels, min_pixels=1024)
     records = read_records(build_data(a, clip_cfg, out / "data" / "chain-train.jsonl"))
-    code_events = [r for r in records if r["family"] == "event" and "code " in r["steps"][0]["memory"]]
+    code_events = [r for r in records if is_code_event(r)]
     read = a.stage2_from or stages_before_stage2(a, records, code_events, clip_cfg)
     if read is None:
         return
@@ -330,6 +330,11 @@ def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1, ke
                                                           kind == "question" else ""))  # fmt: skip
     print(f"[data] {len(examples)} training steps: " + ", ".join(counts))
     return examples
+
+
+def is_code_event(record: dict) -> bool:
+    """Whether `record` is an event record (chain_data.event_records) of a code event."""
+    return record["family"] == "event" and "code " in record["steps"][0]["memory"]
 
 
 def event_stage(a, name: str, model: Path, out: Path, records: list[dict], minutes: float) -> Path:
