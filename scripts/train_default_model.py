@@ -1,4 +1,4 @@
-"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about 2 h 30 min.
+"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about 2 h 20 min.
 
     python scripts/train_default_model.py --install   # writes runs/default-model/, then replaces videomem/assets/default-model
     python scripts/eval_default_model.py --model runs/default-model/final --metrics runs/default-model/metrics.jsonl
@@ -19,24 +19,21 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    read videos the way it was trained.
 3. Stage 1, perception (--stage1-minutes, 18): event records only. Mixed training from the start left the vision
    tower unused (every memory the same whatever the clip showed; docs/training-log.md, run 3).
-4. Copy stage (--copy-minutes, 32): the language model alone on texts that repeat or look up their first half
+4. Copy stage (--copy-minutes, 22): the language model alone on texts that repeat or look up their first half
    (videomem.train.copy_stage). Trained from random weights on the records alone, it never learned to copy, which
    every memory step needs (docs/training-log.md, run 5). Three quarters of its texts are lookups (an option's
    letter found by its text, --copy-lookup-share), half of those laid out as the step prompt lays out its options
    (--copy-prompt-layout): with a quarter, the lookups stayed at chance, and the think block's marks, which are
    built on them, were never learned (runs 4-13); with these, they are (training-log, sessions 8-9: run 14, the
-   shipped model, had this stage in four pieces, 46 minutes in all; in one piece it is not yet measured).
-5. Text stage (--text-minutes 20, then --marks-minutes 25, a quarter of it short mark texts: --mark-share): the
+   model shipped before run 17, had this stage in four pieces, 46 minutes in all).
+5. Text stage (--text-minutes 15, then --marks-minutes 20, a quarter of it short mark texts: --mark-share): the
    memory task's steps without their frames, loss on the
    marks, the memory and the answer, fresh videos every batch (videomem.train.text_stage); its second part keeps
    only a tenth of the steps without a "yes" mark (--keep-without-yes) and weights the marks x2 (--mark-weight):
    without that, "yes" was never predicted (docs/training-log.md, run 8). Its mixed-in copy texts are drawn with the
    copy stage's --copy-lookup-share and --copy-prompt-layout, so the lookups are kept.
-6. The code stage (--code-minutes, 10): the code event records alone. In stage 1's mix, and in stage 2's, the model
-   wrote one code for every code event (0/12 read, runs 8-14); alone, from the shipped run 14's weights, the codes
-   were read after 10 minutes (62/100), but from stage 1's weights they stayed at chance (after 21 minutes, only the
-   first character was read; docs/training-log.md, session 10). Here, after the text stage, it is not yet measured.
-   Stage 2, the memory task (--minutes, 40), from the code stage's weights: the question records in one wording per
+6. Stage 2, the memory task, in two parts around the code stage (--stage2-first-minutes 25, --code-minutes 10,
+   --minutes 28): the question records in one wording per
    family, each step first naming in a think block everything its clip shows, each event marked yes or no (does the
    question need it), then the memory (facts timed by their clip's start) and the answer (docs/training-log.md,
    runs 5-7); steps whose clip adds evidence x2, code event records x2; 40% of the steps without a "yes" mark
@@ -47,9 +44,14 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    what the frames decide alone (--stage2-loss names) let the rest of the language model drift until the format broke
    (run 10), and the vision tower alone (--stage2-freeze language) did not learn to name events in the language
    model's format (run 11). docs/training-log.md, "Next".
+   The code stage between its parts: the code event records alone. Mixed with the other events (stage 1, stage 2)
+   the model wrote one code for every code event (0/12 read, runs 8-14); alone, from run 14's weights (stage 2
+   done), the codes were read after 10 minutes (62/100), and the second part of stage 2 made the step format whole
+   again (runs 16-17); from stage 1's weights they stayed at chance (after 21 minutes, only the first character was
+   read; docs/training-log.md, session 10).
    Each stage: AdamW, lr 6e-4, warm-up then cosine (training-notes); max_steps from the time budget and the expected
    speed; a time guard stops early (checkpoint + export) if steps are slower.
-7. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/{stage1,copy,text,text-marks,codes}/;
+7. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/{stage1,copy,text,text-marks,stage2-first,codes}/;
    --install copies final into videomem/assets/default-model.
 """
 
@@ -71,7 +73,10 @@ EVAL_SEEDS = (0, 7)  # videomem synth default, held-out evaluation set
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Retrain the bundled default model from scratch on CPU.")
     ap.add_argument("--out", type=Path, default=Path("runs/default-model"), help="output dir (init/, data/, final/)")
-    ap.add_argument("--minutes", type=float, default=40.0, help="time budget of stage 2 (data and model build extra)")
+    ap.add_argument("--minutes", type=float, default=28.0,
+                    help="time budget of stage 2's last part, after the code stage (data and model build extra)")
+    ap.add_argument("--stage2-first-minutes", type=float, default=25.0,
+                    help="time budget of stage 2's first part, before the code stage")
     ap.add_argument("--sec-per-example", type=float, default=0.17,
                     help="expected stage-2 seconds per example on 2 cores (128x128 frames, the default mix), for max_steps")
     ap.add_argument("--max-steps", type=int, default=None, help="override the derived max_steps (both stages)")
@@ -93,7 +98,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stage1-batch-size", type=int, default=16)
     ap.add_argument("--code-minutes", type=float, default=10.0,
                     help="time budget of the code stage (code event records alone, before stage 2)")
-    ap.add_argument("--copy-minutes", type=float, default=32.0,
+    ap.add_argument("--copy-minutes", type=float, default=22.0,
                     help="time budget of the copy stage (text only, after stage 1: videomem.train.copy_stage)")
     ap.add_argument("--copy-lookup-share", type=float, default=0.75,
                     help="share of the copy texts that look options up by text (runs 4-13: a quarter, the lookups "
@@ -101,10 +106,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--copy-prompt-layout", type=float, default=0.5,
                     help="share of the copy stage's option texts laid out as the step prompt (runs 4-13: none; a "
                          "lookup learned in one layout does not work in the other)")
-    ap.add_argument("--text-minutes", type=float, default=20.0,
+    ap.add_argument("--text-minutes", type=float, default=15.0,
                     help="time budget of the text stage (the memory task's text operations without frames, after the "
                     "copy stage: videomem.train.text_stage)")
-    ap.add_argument("--marks-minutes", type=float, default=25.0,
+    ap.add_argument("--marks-minutes", type=float, default=20.0,
                     help="time budget of the text stage's second part, from the first one's weights, with 'yes' marks "
                     "made common (--keep-without-yes) and the marks weighted --mark-weight times in the loss")
     ap.add_argument("--mark-weight", type=float, default=2.0)
@@ -254,8 +259,8 @@ def main(argv=None) -> None:
     clip_cfg = ClipConfig(clip_seconds=60, frames_per_clip=a.frames_per_clip, max_pixels=a.max_pixels, min_pixels=1024)
     records = read_records(build_data(a, clip_cfg, out / "data" / "chain-train.jsonl"))
     code_events = [r for r in records if is_code_event(r)]
-    read = a.stage2_from or stages_before_stage2(a, records, code_events, clip_cfg)
-    if read is None:
+    texted = None if a.stage2_from else stages_before_stage2(a, records, clip_cfg)
+    if texted is None and not a.stage2_from:
         return
     # Stage 2, the memory task (evidence steps repeated), with code events mixed in, so the codes stay read.
     # --stage2-loss names: the loss on what only the frames tell (the events named in the think block, where it ends),
@@ -265,17 +270,26 @@ def main(argv=None) -> None:
                                  keep_without_yes=a.stage2_keep_without_yes, seed=a.seed)  # fmt: skip
     if a.stage2_loss == "names":
         examples = [replace(ex, loss_spans=tuple(frame_spans(ex.step))) if ex.step.observed else ex for ex in examples]
-    final = run_stage(a, "stage 2", read, out, examples, a.minutes, a.sec_per_example, a.batch_size,
-                      freeze=tuple(a.stage2_freeze))  # fmt: skip
+    freeze = tuple(a.stage2_freeze)
+    read = a.stage2_from
+    if read is None:
+        # Stage 2's first part, then the codes alone, then stage 2 again: the order the codes were learned in
+        # (run 14's stage 2, codes, stage 2 = runs 16-17); from stage 1's weights they stayed at chance (session 10).
+        first = out / "stage2-first"
+        read = first / "final" if (first / "final" / "config.json").is_file() else run_stage(
+            a, "stage 2, first part", texted, first, examples, a.stage2_first_minutes, a.sec_per_example,
+            a.batch_size, freeze=freeze)  # fmt: skip
+        read = event_stage(a, "codes", read, out / "codes", code_events, a.code_minutes)
+    final = run_stage(a, "stage 2", read, out, examples, a.minutes, a.sec_per_example, a.batch_size, freeze=freeze)
     size = sum(f.stat().st_size for f in final.iterdir())
     print(f"[done] {final} ({size / 1e6:.1f} MB) in {(time.time() - t0) / 60:.1f} min")
     if a.install:
         install(final)
 
 
-def stages_before_stage2(a, records: list[dict], code_events: list[dict], clip_cfg: ClipConfig) -> Path | None:
-    """The model, then stages 1 to the code stage, each skipped when its final model exists: the weights stage 2
-    starts from (None with --until stage1)."""
+def stages_before_stage2(a, records: list[dict], clip_cfg: ClipConfig) -> Path | None:
+    """The model, then stage 1, the copy stage and the text stage, each skipped when its final model exists: the
+    weights stage 2 starts from (None with --until stage1)."""
     from videomem.train.copy_stage import train_copy
     from videomem.train.text_stage import train_text_stage
 
@@ -294,12 +308,9 @@ def stages_before_stage2(a, records: list[dict], code_events: list[dict], clip_c
     # The step's text operations (marks, memory, answer) on fresh steps without frames (videomem.train.text_stage).
     texted = train_text_stage(copied, out / "text", minutes=a.text_minutes, clip_config=clip_cfg, seed=a.seed,
                               copy_mix=mix, log=stamp)  # fmt: skip
-    texted = train_text_stage(texted, out / "text-marks", minutes=a.marks_minutes, clip_config=clip_cfg,
-                              mark_weight=a.mark_weight, keep_without_yes=a.keep_without_yes, mark_share=a.mark_share,
-                              seed=a.seed + 1, copy_mix=mix, log=stamp)  # fmt: skip
-    # Codes: code event records alone. Mixed with the shapes (stage 1, stage 2) one code was written for all; alone,
-    # from stage 1's weights, they stayed on a plateau too (docs/training-log.md, session 10), so they come here.
-    return event_stage(a, "codes", texted, out / "codes", code_events, a.code_minutes)
+    return train_text_stage(texted, out / "text-marks", minutes=a.marks_minutes, clip_config=clip_cfg,
+                            mark_weight=a.mark_weight, keep_without_yes=a.keep_without_yes, mark_share=a.mark_share,
+                            seed=a.seed + 1, copy_mix=mix, log=stamp)  # fmt: skip
 
 
 def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1, keep_without_yes: float = 1.0,
