@@ -9,7 +9,10 @@ training data would have for that step (videomem.train.chain_data.chain_for_ques
 times, observe + mark) and compares, per question family: events named exactly (of the events the frames show),
 marks right on the events named right ("yes" and "no" apart), the whole memory, and the whole memory on the steps
 whose think block is exactly right and whose memory before was right (the memory writing alone, perception, marks
-and earlier steps aside).
+and earlier steps aside). Two more tables: the memory writing on those steps without the closing answer line (the
+body), by clip (the first, or later) and by whether the think block marks any event "yes" (kept the body that should
+stay, wrote the new entry right, or changed it wrongly: an entry invented, dropped or miscopied); and the last
+step's memory body against the final answer.
 Nothing about the model is assumed beyond the format its training taught.
 """
 
@@ -55,6 +58,8 @@ def main(argv=None) -> None:
     annotations = {Path(r["video"]).name: r for r in map(json.loads, (a.dataset / "annotations.jsonl").open())}
     keys = ("steps", "named", "shown", "yes", "yes total", "no", "no total", "memory", "think right", "memory given")
     counts: dict[str, Counter] = defaultdict(Counter)
+    writing: Counter = Counter()  # (clip, marks, outcome) on steps with the think block and memory before right
+    finals: Counter = Counter()  # (last memory body right, final answer right)
     for path in sorted(glob.glob(str(a.run / "traces" / "videomem" / "*.jsonl"))):
         lines = [json.loads(line) for line in open(path)]
         head = next(r for r in lines if r["type"] == "run")
@@ -82,6 +87,11 @@ def main(argv=None) -> None:
                 for mark, n in marks.items():
                     c[f"{mark} total"] += n
                     c[mark] += min(n, named[mark])
+            if got == wanted and body(step["memory_before"]) == body(before):
+                changed = body(step["memory_after"]) != body(step["memory_before"])
+                outcome = "right" if body(step["memory_after"]) == body(want["memory"]) else "changed" if changed else "kept"
+                clip = "first clip" if step is steps[0] else "later clips"
+                writing[(clip, "some yes" if ": yes" in want["observed"] else "no yes", outcome)] += 1
             if got == wanted and (step["memory_before"] or "").strip() == before.strip():
                 c["think right"] += 1
                 c["memory given"] += memory_right
@@ -90,6 +100,8 @@ def main(argv=None) -> None:
                     print(f"{question['family']}: {question['question']} {question['options']}\n"
                           f"  think:  {want['observed']}\n  before: {before!r}\n  want:   {want['memory']!r}\n"
                           f"  got:    {step['memory_after']!r}")  # fmt: skip
+        final = next(r for r in lines if r["type"] == "final")
+        finals[(body(steps[-1]["memory_after"]) == body(truth[-1]["memory"]), final["answer"] == question["answer"])] += 1
     print(
         "| family | steps | events named | yes marks | no marks | memory exact | memory exact, given think block and memory before |"
     )
@@ -101,6 +113,20 @@ def main(argv=None) -> None:
         c = {k: c[k] for k in keys}
         print(f"| {family} | {c['steps']} | {c['named']}/{c['shown']} | {c['yes']}/{c['yes total']} "
               f"| {c['no']}/{c['no total']} | {c['memory']} | {c['memory given']}/{c['think right']} |")  # fmt: skip
+    print("\n| memory body written (think block and memory before right) | right | changed wrongly | kept wrongly |")
+    print("|---|---|---|---|")
+    for clip in ("first clip", "later clips"):
+        for marks in ("some yes", "no yes"):
+            n = [writing[(clip, marks, o)] for o in ("right", "changed", "kept")]
+            print(f"| {clip}, {marks} | {n[0]}/{sum(n)} | {n[1]} | {n[2]} |")
+    print("\n| last memory body | final answer right | wrong |\n|---|---|---|")
+    for right in (True, False):
+        print(f"| {'right' if right else 'wrong'} | {finals[(right, True)]} | {finals[(right, False)]} |")
+
+
+def body(memory: str | None) -> str:
+    """The memory without its closing answer line ("so far: ...", the plain wording's conclusion)."""
+    return "\n".join(line for line in (memory or "").strip().splitlines() if not line.startswith("so far:"))
 
 
 if __name__ == "__main__":

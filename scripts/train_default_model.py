@@ -88,6 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="question-record videos per length factor: one count, or one per factor (<= 999); long videos "
                     "are few (their steps are many) but teach clip numbers and times up to the longest length")
     ap.add_argument("--evidence-repeat", type=int, default=2, help="copies of each step whose clip holds evidence")
+    ap.add_argument("--multi-yes-repeat", type=int, default=2,
+                    help="copies of each stage-2 step marking two or more events yes (the memory writing dropped some "
+                         "of them: docs/training-log.md, session 11)")
     ap.add_argument("--event-videos", type=int, nargs="+", default=[600, 300, 0, 0],
                     help="videos per length factor whose events become event records (2-frame clips of one event)")
     ap.add_argument("--code-event-repeat", type=int, default=2,
@@ -267,7 +270,7 @@ def main(argv=None) -> None:
     # an attempt to leave the marks, memory and answer to the text stage (runs 9-11 in docs/training-log.md).
     examples = training_examples({"question": stage2_records(a, clip_cfg), "code event": code_events},
                                  {"question": 1, "code event": a.code_event_repeat}, evidence_repeat=a.evidence_repeat,
-                                 keep_without_yes=a.stage2_keep_without_yes, seed=a.seed)  # fmt: skip
+                                 multi_yes_repeat=a.multi_yes_repeat, keep_without_yes=a.stage2_keep_without_yes, seed=a.seed)  # fmt: skip
     if a.stage2_loss == "names":
         examples = [replace(ex, loss_spans=tuple(frame_spans(ex.step))) if ex.step.observed else ex for ex in examples]
     freeze = tuple(a.stage2_freeze)
@@ -313,17 +316,18 @@ def stages_before_stage2(a, records: list[dict], clip_cfg: ClipConfig) -> Path |
                             seed=a.seed + 1, copy_mix=mix, log=stamp)  # fmt: skip
 
 
-def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1, keep_without_yes: float = 1.0,
-                      seed: int = 0) -> list:  # fmt: skip
+def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1, multi_yes_repeat: int | None = None,
+                      keep_without_yes: float = 1.0, seed: int = 0) -> list:  # fmt: skip
     """The stage's examples: each kind's steps `repeats[kind]` times; question steps whose clip adds something to
-    the memory ("evidence steps") `evidence_repeat` times instead. keep_without_yes: the share of question steps
+    the memory ("evidence steps") `evidence_repeat` times instead, and those marking two or more events "yes"
+    `multi_yes_repeat` times (default: evidence_repeat). keep_without_yes: the share of question steps
     whose think block marks no event "yes" that are kept (drawn with `seed`), as in the text stage."""
     from videomem.train.sft import examples_from_records
 
     rng = random.Random(f"videomem-stage2-keep/{seed}")
     examples, counts = [], []
     for kind, times in repeats.items():
-        n = n_evidence = 0
+        n = n_evidence = n_multi = 0
         for ex in examples_from_records(by_kind[kind]):
             k = times
             no_yes = kind == "question" and ex.step.observed and ": yes" not in ex.step.observed
@@ -335,10 +339,13 @@ def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1, ke
                 before = ex.step.memory_before
                 new_fact = after != before if before else not any(p in after for p in ("seen yet", "Nothing yet"))
                 k, n_evidence = (evidence_repeat, n_evidence + 1) if new_fact else (times, n_evidence)
+                if new_fact and ex.step.observed and ex.step.observed.count(": yes") >= 2 and multi_yes_repeat:
+                    k, n_multi = multi_yes_repeat, n_multi + 1
             examples.extend([ex] * k)
             n += 1
-        counts.append(f"{n} {kind} steps x{times}" + (f" ({n_evidence} evidence steps x{evidence_repeat})" if
-                                                          kind == "question" else ""))  # fmt: skip
+        detail = (f" ({n_evidence} evidence steps x{evidence_repeat}, {n_multi} of them marking 2+ events yes "
+                  f"x{multi_yes_repeat or evidence_repeat})")  # fmt: skip
+        counts.append(f"{n} {kind} steps x{times}" + (detail if kind == "question" else ""))
     print(f"[data] {len(examples)} training steps: " + ", ".join(counts))
     return examples
 
