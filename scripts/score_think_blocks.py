@@ -7,9 +7,10 @@ block), the marks, or the memory.
 For every step in the run's traces (`videomem eval synthetic ... --method videomem`) it rebuilds the target the
 training data would have for that step (videomem.train.chain_data.chain_for_question on the same clips and sample
 times, observe + mark) and compares, per question family: events named exactly (of the events the frames show),
-marks right on the events named right ("yes" and "no" apart), the whole memory, and the whole memory on the steps
-whose think block is exactly right and whose memory before was right (the memory writing alone, perception, marks
-and earlier steps aside). Two more tables: the memory writing on those steps without the closing answer line (the
+marks right ("yes" and "no" apart; a mark counts only on an event named right, so a misnamed event counts as a
+wrong mark: the next column, events the question does not need that are named right but marked "yes", is the
+marks' own error), the whole memory, and the whole memory on the steps whose think block is exactly right and whose
+memory before was right (the memory writing alone, perception, marks and earlier steps aside). Two more tables: the memory writing on those steps without the closing answer line (the
 body), by clip (the first, or later) and by whether the think block marks any event "yes" (kept the body that should
 stay, wrote the new entry right, or changed it wrongly: an entry invented, dropped or miscopied); and the last
 step's memory body against the final answer.
@@ -56,7 +57,8 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     shown = 0
     annotations = {Path(r["video"]).name: r for r in map(json.loads, (a.dataset / "annotations.jsonl").open())}
-    keys = ("steps", "named", "shown", "yes", "yes total", "no", "no total", "memory", "think right", "memory given")
+    keys = ("steps", "named", "shown", "yes", "yes total", "no", "no total", "memory", "think right", "memory given",
+            "false yes", "no named")
     counts: dict[str, Counter] = defaultdict(Counter)
     writing: Counter = Counter()  # (clip, marks, outcome) on steps with the think block and memory before right
     finals: Counter = Counter()  # (last memory body right, final answer right)
@@ -87,6 +89,9 @@ def main(argv=None) -> None:
                 for mark, n in marks.items():
                     c[f"{mark} total"] += n
                     c[mark] += min(n, named[mark])
+                if marks["no"] and named:  # an event named right that the question does not need: marked "yes"?
+                    c["no named"] += min(marks["no"], sum(named.values()))
+                    c["false yes"] += min(marks["no"], named["yes"])
             if got == wanted and body(step["memory_before"]) == body(before):
                 changed = body(step["memory_after"]) != body(step["memory_before"])
                 outcome = "right" if body(step["memory_after"]) == body(want["memory"]) else "changed" if changed else "kept"
@@ -103,16 +108,17 @@ def main(argv=None) -> None:
         final = next(r for r in lines if r["type"] == "final")
         finals[(body(steps[-1]["memory_after"]) == body(truth[-1]["memory"]), final["answer"] == question["answer"])] += 1
     print(
-        "| family | steps | events named | yes marks | no marks | memory exact | memory exact, given think block and memory before |"
+        "| family | steps | events named | yes marks | no marks | not needed, named right, marked yes | memory exact "
+        "| memory exact, given think block and memory before |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     total: Counter = Counter()
     for family, c in sorted(counts.items()) + [("all", total)]:
         if family != "all":
             total.update(c)
         c = {k: c[k] for k in keys}
         print(f"| {family} | {c['steps']} | {c['named']}/{c['shown']} | {c['yes']}/{c['yes total']} "
-              f"| {c['no']}/{c['no total']} | {c['memory']} | {c['memory given']}/{c['think right']} |")  # fmt: skip
+              f"| {c['no']}/{c['no total']} | {c['false yes']}/{c['no named']} | {c['memory']} | {c['memory given']}/{c['think right']} |")  # fmt: skip
     print("\n| memory body written (think block and memory before right) | right | changed wrongly | kept wrongly |")
     print("|---|---|---|---|")
     for clip in ("first clip", "later clips"):

@@ -1,4 +1,4 @@
-"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about 2 h 20 min.
+"""Retrain the bundled default model from nothing (issue 4, part 3): one command, 2 CPU cores, about 2 h 40 min.
 
     python scripts/train_default_model.py --install   # writes runs/default-model/, then replaces videomem/assets/default-model
     python scripts/eval_default_model.py --model runs/default-model/final --metrics runs/default-model/metrics.jsonl
@@ -19,14 +19,16 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    read videos the way it was trained.
 3. Stage 1, perception (--stage1-minutes, 18): event records only. Mixed training from the start left the vision
    tower unused (every memory the same whatever the clip showed; docs/training-log.md, run 3).
-4. Copy stage (--copy-minutes, 22): the language model alone on texts that repeat or look up their first half
+4. Copy stage (--copy-minutes, 32): the language model alone on texts that repeat or look up their first half
    (videomem.train.copy_stage). Trained from random weights on the records alone, it never learned to copy, which
    every memory step needs (docs/training-log.md, run 5). Three quarters of its texts are lookups (an option's
    letter found by its text, --copy-lookup-share), half of those laid out as the step prompt lays out its options
    (--copy-prompt-layout): with a quarter, the lookups stayed at chance, and the think block's marks, which are
    built on them, were never learned (runs 4-13); with these, they are (training-log, sessions 8-9: run 14, the
-   model shipped before run 17, had this stage in four pieces, 46 minutes in all).
-5. Text stage (--text-minutes 15, then --marks-minutes 20, a quarter of it short mark texts: --mark-share): the
+   model shipped before run 17, had this stage in four pieces, 46 minutes in all). Cut to 22 minutes, with the
+   text stage cut to 15 + 20, the lookups formed (103/122) but the marks were not learned: no "yes" mark after the
+   text stage (11/60) nor after 25 minutes of stage 2 (0/167; run 20, training-log session 11).
+5. Text stage (--text-minutes 20, then --marks-minutes 25, a quarter of it short mark texts: --mark-share): the
    memory task's steps without their frames, loss on the
    marks, the memory and the answer, fresh videos every batch (videomem.train.text_stage); its second part keeps
    only a tenth of the steps without a "yes" mark (--keep-without-yes) and weights the marks x2 (--mark-weight):
@@ -48,7 +50,8 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    the model wrote one code for every code event (0/12 read, runs 8-14); alone, from run 14's weights (stage 2
    done), the codes were read after 10 minutes (62/100), and the second part of stage 2 made the step format whole
    again (runs 16-17); from stage 1's weights they stayed at chance (after 21 minutes, only the first character was
-   read; docs/training-log.md, session 10).
+   read; docs/training-log.md, session 10), and after run 20's weak first part of stage 2 10 minutes taught the
+   first character only (98/100, digit 16/100, third 8/100; session 11).
    Each stage: AdamW, lr 6e-4, warm-up then cosine (training-notes); max_steps from the time budget and the expected
    speed; a time guard stops early (checkpoint + export) if steps are slower.
 7. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/{stage1,copy,text,text-marks,stage2-first,codes}/;
@@ -101,7 +104,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stage1-batch-size", type=int, default=16)
     ap.add_argument("--code-minutes", type=float, default=10.0,
                     help="time budget of the code stage (code event records alone, before stage 2)")
-    ap.add_argument("--copy-minutes", type=float, default=22.0,
+    ap.add_argument("--copy-minutes", type=float, default=32.0,
                     help="time budget of the copy stage (text only, after stage 1: videomem.train.copy_stage)")
     ap.add_argument("--copy-lookup-share", type=float, default=0.75,
                     help="share of the copy texts that look options up by text (runs 4-13: a quarter, the lookups "
@@ -109,10 +112,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--copy-prompt-layout", type=float, default=0.5,
                     help="share of the copy stage's option texts laid out as the step prompt (runs 4-13: none; a "
                          "lookup learned in one layout does not work in the other)")
-    ap.add_argument("--text-minutes", type=float, default=15.0,
+    ap.add_argument("--text-minutes", type=float, default=20.0,
                     help="time budget of the text stage (the memory task's text operations without frames, after the "
                     "copy stage: videomem.train.text_stage)")
-    ap.add_argument("--marks-minutes", type=float, default=20.0,
+    ap.add_argument("--marks-minutes", type=float, default=25.0,
                     help="time budget of the text stage's second part, from the first one's weights, with 'yes' marks "
                     "made common (--keep-without-yes) and the marks weighted --mark-weight times in the loss")
     ap.add_argument("--mark-weight", type=float, default=2.0)
