@@ -92,8 +92,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "are few (their steps are many) but teach clip numbers and times up to the longest length")
     ap.add_argument("--evidence-repeat", type=int, default=2, help="copies of each step whose clip holds evidence")
     ap.add_argument("--multi-yes-repeat", type=int, default=2,
-                    help="copies of each stage-2 step marking two or more events yes (the memory writing dropped some "
-                         "of them: docs/training-log.md, session 11)")
+                    help="copies of each stage-2 evidence step marking two or more events yes (the memory writing "
+                         "dropped some of them; 4 made it worse: docs/training-log.md, session 11)")
     ap.add_argument("--event-videos", type=int, nargs="+", default=[600, 300, 0, 0],
                     help="videos per length factor whose events become event records (2-frame clips of one event)")
     ap.add_argument("--code-event-repeat", type=int, default=2,
