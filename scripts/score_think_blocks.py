@@ -10,10 +10,10 @@ times, observe + mark) and compares, per question family: events named exactly (
 marks right ("yes" and "no" apart; a mark counts only on an event named right, so a misnamed event counts as a
 wrong mark: the next column, events the question does not need that are named right but marked "yes", is the
 marks' own error), the whole memory, and the whole memory on the steps whose think block is exactly right and whose
-memory before was right (the memory writing alone, perception, marks and earlier steps aside). Two more tables: the memory writing on those steps without the closing answer line (the
-body), by clip (the first, or later) and by whether the think block marks any event "yes" (kept the body that should
-stay, wrote the new entry right, or changed it wrongly: an entry invented, dropped or miscopied); and the last
-step's memory body against the final answer.
+memory before was right (the memory writing alone, perception, marks and earlier steps aside). Two more tables: the
+memory writing on those steps without the closing answer line (the body), by clip (the first, or later) and by
+whether the think block marks any event "yes" (written right, changed wrongly: an entry invented, dropped or
+miscopied, or kept when it should have changed); and the last step's memory body against the final answer.
 Nothing about the model is assumed beyond the format its training taught.
 """
 
@@ -93,8 +93,8 @@ def main(argv=None) -> None:
                     c["no named"] += min(marks["no"], sum(named.values()))
                     c["false yes"] += min(marks["no"], named["yes"])
             if got == wanted and body(step["memory_before"]) == body(before):
-                changed = body(step["memory_after"]) != body(step["memory_before"])
-                outcome = "right" if body(step["memory_after"]) == body(want["memory"]) else "changed" if changed else "kept"
+                after = body(step["memory_after"])
+                outcome = "right" if after == body(want["memory"]) else "changed" if after != body(before) else "kept"
                 clip = "first clip" if step is steps[0] else "later clips"
                 writing[(clip, "some yes" if ": yes" in want["observed"] else "no yes", outcome)] += 1
             if got == wanted and (step["memory_before"] or "").strip() == before.strip():
@@ -106,7 +106,8 @@ def main(argv=None) -> None:
                           f"  think:  {want['observed']}\n  before: {before!r}\n  want:   {want['memory']!r}\n"
                           f"  got:    {step['memory_after']!r}")  # fmt: skip
         final = next(r for r in lines if r["type"] == "final")
-        finals[(body(steps[-1]["memory_after"]) == body(truth[-1]["memory"]), final["answer"] == question["answer"])] += 1
+        last_right = body(steps[-1]["memory_after"]) == body(truth[-1]["memory"])
+        finals[(last_right, final["answer"] == question["answer"])] += 1
     print(
         "| family | steps | events named | yes marks | no marks | not needed, named right, marked yes | memory exact "
         "| memory exact, given think block and memory before |"

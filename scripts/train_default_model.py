@@ -54,8 +54,8 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    first character only (98/100, digit 16/100, third 8/100; session 11).
    Each stage: AdamW, lr 6e-4, warm-up then cosine (training-notes); max_steps from the time budget and the expected
    speed; a time guard stops early (checkpoint + export) if steps are slower.
-7. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl, <out>/{stage1,copy,text,text-marks,stage2-first,codes}/;
-   --install copies final into videomem/assets/default-model.
+7. Output: <out>/final (HFBackend loads it), <out>/metrics.jsonl,
+   <out>/{stage1,copy,text,text-marks,stage2-first,codes}/; --install copies final into videomem/assets/default-model.
 """
 
 from __future__ import annotations
@@ -266,14 +266,15 @@ def main(argv=None) -> None:
     records = read_records(build_data(a, clip_cfg, out / "data" / "chain-train.jsonl"))
     code_events = [r for r in records if is_code_event(r)]
     texted = None if a.stage2_from else stages_before_stage2(a, records, clip_cfg)
-    if texted is None and not a.stage2_from:
+    if texted is None and a.stage2_from is None:  # --until stage1
         return
     # Stage 2, the memory task (evidence steps repeated), with code events mixed in, so the codes stay read.
     # --stage2-loss names: the loss on what only the frames tell (the events named in the think block, where it ends),
     # an attempt to leave the marks, memory and answer to the text stage (runs 9-11 in docs/training-log.md).
     examples = training_examples({"question": stage2_records(a, clip_cfg), "code event": code_events},
                                  {"question": 1, "code event": a.code_event_repeat}, evidence_repeat=a.evidence_repeat,
-                                 multi_yes_repeat=a.multi_yes_repeat, keep_without_yes=a.stage2_keep_without_yes, seed=a.seed)  # fmt: skip
+                                 multi_yes_repeat=a.multi_yes_repeat, keep_without_yes=a.stage2_keep_without_yes,
+                                 seed=a.seed)  # fmt: skip
     if a.stage2_loss == "names":
         examples = [replace(ex, loss_spans=tuple(frame_spans(ex.step))) if ex.step.observed else ex for ex in examples]
     freeze = tuple(a.stage2_freeze)
@@ -281,10 +282,8 @@ def main(argv=None) -> None:
     if read is None:
         # Stage 2's first part, then the codes alone, then stage 2 again: the order the codes were learned in
         # (run 14's stage 2, codes, stage 2 = runs 16-17); from stage 1's weights they stayed at chance (session 10).
-        first = out / "stage2-first"
-        read = first / "final" if (first / "final" / "config.json").is_file() else run_stage(
-            a, "stage 2, first part", texted, first, examples, a.stage2_first_minutes, a.sec_per_example,
-            a.batch_size, freeze=freeze)  # fmt: skip
+        read = run_stage(a, "stage 2, first part", texted, out / "stage2-first", examples, a.stage2_first_minutes,
+                         a.sec_per_example, a.batch_size, freeze=freeze)  # fmt: skip
         read = event_stage(a, "codes", read, out / "codes", code_events, a.code_minutes)
     final = run_stage(a, "stage 2", read, out, examples, a.minutes, a.sec_per_example, a.batch_size, freeze=freeze)
     size = sum(f.stat().st_size for f in final.iterdir())
@@ -359,11 +358,7 @@ def is_code_event(record: dict) -> bool:
 
 
 def event_stage(a, name: str, model: Path, out: Path, records: list[dict], minutes: float) -> Path:
-    """A perception stage: `records` (event records) once each, at stage 1's speed and batch size; out/final, or
-    the stage's final model if it is done already."""
-    if (out / "final" / "config.json").is_file():
-        print(f"[{name}] done: {out / 'final'}")
-        return out / "final"
+    """A perception stage: `records` (event records) once each, at stage 1's speed and batch size."""
     examples = training_examples({name: records}, {name: 1})
     return run_stage(a, name, model, out, examples, minutes, a.stage1_sec_per_example, a.stage1_batch_size)
 
@@ -371,8 +366,13 @@ def event_stage(a, name: str, model: Path, out: Path, records: list[dict], minut
 def run_stage(a, name: str, model: Path, out: Path, examples: list, minutes: float, sec_per_example: float,
               batch_size: int, freeze: tuple[str, ...] = ()) -> Path:  # fmt: skip
     """train_sft with a time budget: max_steps from the expected speed; a guard stops (checkpoint + export) early if
-    steps are slower. Rerunning resumes from the stage's latest checkpoint."""
+    steps are slower. out/final; if it exists, the stage is done and is skipped. Rerunning resumes from the stage's
+    latest checkpoint."""
     from videomem.train.sft import train_sft
+
+    if (out / "final" / "config.json").is_file():
+        print(f"[{name}] done: {out / 'final'}")
+        return out / "final"
 
     max_steps = a.max_steps or max(10, int(minutes * 60 / (sec_per_example * batch_size)))
     cfg = load_config(None, {
