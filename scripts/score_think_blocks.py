@@ -13,7 +13,8 @@ marks' own error), the whole memory, and the whole memory on the steps whose thi
 memory before was right (the memory writing alone, perception, marks and earlier steps aside). Two more tables: the
 memory writing on those steps without the closing answer line (the body), by clip (the first, or later) and by
 whether the think block marks any event "yes" (written right, changed wrongly: an entry invented, dropped or
-miscopied, or kept when it should have changed); and the last step's memory body against the final answer.
+miscopied, or kept when it should have changed); the last step's memory body against the final answer; and, per
+question, why the first step whose memory body is wrong went wrong (the writing, or the think block's names or marks).
 Nothing about the model is assumed beyond the format its training taught.
 """
 
@@ -62,6 +63,7 @@ def main(argv=None) -> None:
     counts: dict[str, Counter] = defaultdict(Counter)
     writing: Counter = Counter()  # (clip, marks, outcome) on steps with the think block and memory before right
     finals: Counter = Counter()  # (last memory body right, final answer right)
+    first_wrong: Counter = Counter()  # per question: why the first step whose memory body is wrong went wrong
     for path in sorted(glob.glob(str(a.run / "traces" / "videomem" / "*.jsonl"))):
         lines = [json.loads(line) for line in open(path)]
         head = next(r for r in lines if r["type"] == "run")
@@ -105,6 +107,7 @@ def main(argv=None) -> None:
                     print(f"{question['family']}: {question['question']} {question['options']}\n"
                           f"  think:  {want['observed']}\n  before: {before!r}\n  want:   {want['memory']!r}\n"
                           f"  got:    {step['memory_after']!r}")  # fmt: skip
+        first_wrong[first_wrong_cause(steps, truth)] += 1
         final = next(r for r in lines if r["type"] == "final")
         last_right = body(steps[-1]["memory_after"]) == body(truth[-1]["memory"])
         finals[(last_right, final["answer"] == question["answer"])] += 1
@@ -129,6 +132,40 @@ def main(argv=None) -> None:
     print("\n| last memory body | final answer right | wrong |\n|---|---|---|")
     for right in (True, False):
         print(f"| {'right' if right else 'wrong'} | {finals[(right, True)]} | {finals[(right, False)]} |")
+    print("\n| first step whose memory body is wrong | questions |\n|---|---|")
+    for cause in CAUSES:
+        print(f"| {cause} | {first_wrong[cause]} |")
+
+
+CAUSES = (
+    "none (every body right)",
+    "writing: think block right",
+    "writing: think block wrong, but the same events marked yes",
+    "perception: a needed event misnamed",
+    "marks: a needed event named but marked no",
+    "an extra yes (a misnamed event or a false mark)",
+)
+
+
+def first_wrong_cause(steps: list[dict], truth: list[dict]) -> str:
+    """Why the first step whose memory body differs from the target's went wrong: the writing (its think block marks
+    the same events "yes" as the target's, named alike), or the think block (a needed event misnamed, or named but
+    marked "no", or an event marked "yes" that is not needed)."""
+    for step, want in zip(steps, truth):
+        if body(step["memory_after"]) == body(want["memory"]):
+            continue
+        m = THINK.search(step["raw_output"] or "")
+        got, wanted = (items(m.group(1)) if m else {}), items(want["observed"])
+        if got == wanted:
+            return CAUSES[1]
+        got_yes, wanted_yes = ({n for n, c in x.items() if c["yes"]} for x in (got, wanted))
+        if got_yes == wanted_yes:
+            return CAUSES[2]
+        missed = wanted_yes - got_yes
+        if missed:
+            return CAUSES[3] if any(n not in got for n in missed) else CAUSES[4]
+        return CAUSES[5]
+    return CAUSES[0]
 
 
 def body(memory: str | None) -> str:

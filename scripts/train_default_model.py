@@ -129,6 +129,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "whole target")
     ap.add_argument("--keep-without-yes", type=float, default=0.1,
                     help="share of the text steps without a 'yes' mark kept in the text stage's second part")
+    ap.add_argument("--memory-weight", type=float, default=1.0,
+                    help="stage 2: the memory's tokens count this many times in the loss (the think block's names "
+                    "and marks, and the answer, once)")
     ap.add_argument("--stage2-keep-without-yes", type=float, default=0.4,
                     help="share of stage 2's question steps without a 'yes' mark kept (1: all; docs/training-log.md: "
                     "run 12's 0.1 kept the text stage's marks, run 17's 0.4 keeps them and stops memories from "
@@ -277,6 +280,9 @@ def main(argv=None) -> None:
                                  seed=a.seed)  # fmt: skip
     if a.stage2_loss == "names":
         examples = [replace(ex, loss_spans=tuple(frame_spans(ex.step))) if ex.step.observed else ex for ex in examples]
+    if a.memory_weight != 1:
+        examples = [replace(ex, weighted_spans=(memory_span(ex.target, a.memory_weight),)) if ex.step.observed else ex
+                    for ex in examples]  # fmt: skip
     freeze = tuple(a.stage2_freeze)
     read = a.stage2_from
     if read is None:
@@ -350,6 +356,12 @@ def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1, mu
         counts.append(f"{n} {kind} steps x{times}" + (detail if kind == "question" else ""))
     print(f"[data] {len(examples)} training steps: " + ", ".join(counts))
     return examples
+
+
+def memory_span(target: str, weight: float) -> tuple[int, int, float]:
+    """The memory's text and its closing tag in a step target, with `weight` (batching.SFTExample.weighted_spans)."""
+    start = target.index("<memory>") + len("<memory>")
+    return start, target.index("</memory>") + len("</memory>"), weight
 
 
 def is_code_event(record: dict) -> bool:

@@ -126,6 +126,32 @@ def test_loss_spans_label_only_the_target_tokens_inside_them(checkpoints):
     assert backend.tokenizer.decode(supervised).replace(" ", "") == "greencar"
 
 
+
+def test_weighted_spans_scale_their_tokens_loss_and_mix_with_unweighted_rows(checkpoints):
+    from videomem.train.sft import target_loss
+
+    backend = HFBackend(str(checkpoints["qwen3_vl"]), device="cpu")
+    model = backend.model
+    example = make_examples()[2]  # target <memory>[22.0s] a green car.</memory><answer>C</answer>
+    start = example.target.index("green")
+    weighted = dataclasses.replace(example, weighted_spans=((start, start + len("green car"), 3.0),))
+    inputs = encode_example(backend, weighted, min_pixels=MIN_PIXELS)
+    plain = encode_example(backend, example, min_pixels=MIN_PIXELS)
+    n = int((plain["labels"][0] != IGNORE_INDEX).nonzero()[0])  # the first target token
+    heavy = inputs["loss_weights"][0, n:] == 3.0
+    assert backend.tokenizer.decode(inputs["input_ids"][0, n:][heavy]).replace(" ", "") == "greencar"
+    assert (inputs["loss_weights"][0, :n] == 1).all() and (inputs["loss_weights"][0, n:][~heavy] == 1).all()
+
+    pad = backend.tokenizer.pad_token_id
+    other = encode_example(backend, make_examples()[0], min_pixels=MIN_PIXELS)  # no weights: every token 1
+    with torch.no_grad():
+        (w_sum, w_count, _), (p_sum, p_count, _) = (target_loss(model, collate([x, other], pad)) for x in (inputs, plain))
+        logits = model(**{k: v for k, v in plain.items() if k != "labels"}).logits[0, :-1]
+        token = torch.nn.functional.cross_entropy(logits, plain["labels"][0, 1:], reduction="none")
+    extra = 2.0 * token[n - 1 :][heavy].sum()  # the span's tokens counted twice more (token i+1 predicted at i)
+    assert w_count == p_count
+    assert math.isclose(w_sum.item(), p_sum.item() + extra.item(), rel_tol=1e-4)
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_overfits_a_few_examples_and_exports_a_loadable_model(checkpoints, arch, tmp_path):
     """A real behaviour check: 30 steps on 4 examples drive the target loss well down; the exported model loads

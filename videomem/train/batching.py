@@ -21,7 +21,7 @@ IGNORE_INDEX = -100  # torch cross_entropy's default ignore_index
 # Chat templates' end-of-turn tokens, in the order we look for them (Qwen families, SmolVLM); inference stops there.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_utterance>")
 # Per-row token-level keys (padded along dim 1); everything else is a vision tensor concatenated along dim 0.
-_ROW_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "labels")
+_ROW_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "labels", "loss_weights")
 
 
 @dataclass
@@ -35,6 +35,8 @@ class SFTExample:
     frames: Callable[[list[float]], list[np.ndarray]]
     # character spans of the target that carry the loss; None: all of it and the end-of-turn token
     loss_spans: tuple[tuple[int, int], ...] | None = None
+    # (start, end, weight): the target tokens overlapping a character span count `weight` times in the loss
+    weighted_spans: tuple[tuple[int, int, float], ...] = ()
 
     @property
     def target(self) -> str:
@@ -68,11 +70,12 @@ def encode_example(
 ) -> dict[str, torch.Tensor]:
     """Model inputs (batch of one, on CPU) with `labels`: IGNORE_INDEX on every prompt token, the target ids plus the
     end-of-turn token after it. The loss then covers exactly what the model writes at inference (or, with
-    example.loss_spans, only the target tokens that overlap those character spans)."""
+    example.loss_spans, only the target tokens that overlap those character spans). With example.weighted_spans,
+    also `loss_weights` (1 on every token, the span's weight on the target tokens that overlap it)."""
     prompt = step_prompt(example, backend, memory_budget=memory_budget, min_pixels=min_pixels, max_pixels=max_pixels)
     inputs = {k: v.cpu() for k, v in backend.encode(prompt).items()}
     enc = backend.tokenizer(example.target + end_of_turn(backend.tokenizer), add_special_tokens=False,
-                            return_offsets_mapping=example.loss_spans is not None)  # fmt: skip
+                            return_offsets_mapping=example.loss_spans is not None or bool(example.weighted_spans))  # fmt: skip
     target = torch.tensor([enc["input_ids"]], dtype=torch.long)  # [1, L]
     n_prompt = inputs["input_ids"].shape[1]
     inputs["input_ids"] = torch.cat([inputs["input_ids"], target], 1)
@@ -85,6 +88,12 @@ def encode_example(
         inside = [any(a < e and b > s for s, e in example.loss_spans) for a, b in enc["offset_mapping"]]
         labels[:, n_prompt:][:, ~torch.tensor(inside)] = IGNORE_INDEX
     inputs["labels"] = labels
+    if example.weighted_spans:
+        weights = torch.ones(inputs["input_ids"].shape, dtype=torch.float32)
+        for s, e, w in example.weighted_spans:
+            overlaps = torch.tensor([a < e and b > s for a, b in enc["offset_mapping"]])
+            weights[:, n_prompt:][:, overlaps] = w
+        inputs["loss_weights"] = weights
     return inputs
 
 
@@ -93,7 +102,10 @@ def collate(encoded: list[dict[str, torch.Tensor]], pad_token_id: int) -> dict[s
     example order (Qwen: patches [sum patches, D], grid_thw [videos, 3], second_per_grid_ts [videos]). SmolVLM's
     per-example image stacks [1, N, C, H, W] are padded with all-zero images, which Idefics3 drops as padding."""
     width = max(e["input_ids"].shape[1] for e in encoded)
-    fill = {"input_ids": pad_token_id, "attention_mask": 0, "mm_token_type_ids": 0, "labels": IGNORE_INDEX}
+    fill = {"input_ids": pad_token_id, "attention_mask": 0, "mm_token_type_ids": 0, "labels": IGNORE_INDEX,
+            "loss_weights": 0.0}  # fmt: skip
+    if any("loss_weights" in e for e in encoded):  # rows without weighted spans weigh every token 1
+        encoded = [{"loss_weights": torch.ones(e["input_ids"].shape)} | e for e in encoded]
     batch: dict[str, torch.Tensor] = {}
     for key in encoded[0]:
         values = [e[key] for e in encoded]

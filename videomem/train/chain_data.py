@@ -305,8 +305,10 @@ def describe_event(ev: Event) -> str:
 
 def relevant(family: str, fields: dict, options: list[str], ev: Event) -> bool:
     """Whether the question needs this event kept in memory."""
-    if family in ("needle", "bind_code"):
+    if family == "needle":
         return ev.kind == "code" and ev.code in options
+    if family == "bind_code":  # the asked colour's option code alone: the other three only rule options out
+        return ev.kind == "code" and ev.code in options and ev.colour == fields["colour"]
     if family == "temporal":
         return ev.kind == "code" and ev.code == fields["code"]
     if family in ("count", "bind_word"):
@@ -326,7 +328,7 @@ def _noun(family: str, fields: dict) -> str:
         "order": "option words",
         "bind_colour": f"word {fields.get('word')}",
         "bind_word": "{colour} {shape}",
-        "bind_code": "option codes",
+        "bind_code": f"{fields.get('colour')} code",
         "absent": "option words",
     }[family].format(**fields)
 
@@ -348,8 +350,6 @@ def provisional_answer(question: dict, seen: list[Event], seen_until: float, dur
         out = {q for k, q in enumerate(QUARTERS) if (k + 1) * duration / 4 <= seen_until}
     elif family == "absent":
         out = {e.word for e in seen if e.kind == "shape"}
-    elif family == "bind_code":  # codes never repeat: one seen in another colour is not the answer
-        out = {e.code for e in seen if e.kind == "code" and e.colour != fields["colour"]}
     else:
         out = set()
     open_ = [k for k, o in enumerate(options) if o not in out]
@@ -533,12 +533,22 @@ def main(argv: list[str] | None = None) -> None:
     cfg = ClipConfig(clips=a.clips, clip_seconds=a.clip_seconds or None, frames_per_clip=a.frames_per_clip)
     specs = dataset_specs(a.seed, tuple(a.factors), a.videos)
     n = guessed = 0
+    right_by_t: list[int] = []  # provisional answers equal to the key, by step (of the records that have it)
+    have_t: list[int] = []
     with open(a.out, "w") as f:
         for rec in build_synthetic(specs, cfg, conclude=not a.no_conclusion):
             f.write(json.dumps(rec, sort_keys=True) + "\n")
             n += 1
             guessed += not rec["final_correct"]
-    print(f"{a.out}: {n} records from {len(specs)} videos; {guessed} end on a guess (evidence not sampled)")
+            for t, step in enumerate(rec["steps"]):
+                if t == len(have_t):
+                    right_by_t.append(0)
+                    have_t.append(0)
+                right_by_t[t] += step["answer"] == rec["answer"]
+                have_t[t] += 1
+    by_t = ", ".join(f"{r / h:.2f}" for r, h in zip(right_by_t, have_t))
+    print(f"{a.out}: {n} records from {len(specs)} videos; {guessed} end on a guess (evidence not sampled); "
+          f"provisional answers right by step: {by_t}")
 
 
 if __name__ == "__main__":

@@ -91,13 +91,17 @@ def window(n_examples: int, seed: int, start: int, size: int) -> list[int]:
 
 
 def target_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(sum of cross-entropy over target tokens, number of target tokens, number predicted right)."""
+    """(sum of cross-entropy over target tokens, each times its `loss_weights` entry where the batch has them;
+    number of target tokens; number predicted right)."""
     labels = batch["labels"][:, 1:]  # token i+1 is predicted at position i
-    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1]  # [B, S-1, V]
+    logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "loss_weights")}).logits[:, :-1]
     mask = labels != IGNORE_INDEX
-    loss_sum = F.cross_entropy(
-        logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
+    token_loss = F.cross_entropy(
+        logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
+    )  # [B * (S-1)], 0 where ignored
+    if "loss_weights" in batch:
+        token_loss = token_loss * batch["loss_weights"][:, 1:].flatten()
+    loss_sum = token_loss.sum()
     correct = ((logits.argmax(-1) == labels) & mask).sum()
     return loss_sum, mask.sum(), correct
 

@@ -77,7 +77,7 @@ def mark_question(family: str, rng: random.Random) -> tuple[str, list[str], dict
     if family in ("needle", "bind_code"):
         codes = list(dict.fromkeys(_code(rng) for _ in range(4)))
         q = "Which of these codes was shown in the video?" if family == "needle" else f"Which of these codes was written in {colour}?"
-        return q, codes, {"codes": codes}
+        return q, codes, {"codes": codes} | ({} if family == "needle" else {"colour": colour})
     if family == "temporal":
         c = _code(rng)
         return f"In which part of the video was the code {c} shown?", list(QUARTERS), {"codes": [c]}
@@ -105,6 +105,8 @@ def mark_event(keys: dict, rng: random.Random) -> Event:
         if rng.random() < 0.5:  # near miss: one character changed
             i = rng.randrange(3)
             c = c[:i] + rng.choice(CODE_DIGITS if i == 1 else CODE_LETTERS) + c[i + 1 :]
+        if "colour" in keys and rng.random() < 0.5:  # bind_code: the asked colour half the time
+            colour = keys["colour"]
         return Event(0, 1, "code", colour, code=c)
     if "combos" in keys:
         colour, shape = keys["combos"][0]
