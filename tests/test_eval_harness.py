@@ -412,3 +412,22 @@ def test_resuming_a_finished_run_loads_no_model_and_notes_the_resume(items, tmp_
     header = read_header(tmp_path)
     assert header["methods"] == ["uniform", "random"] and len(header["resumed"]) == 1
     assert header["resumed"][0]["eval"]["workers"] == 2 and header["config"]["model"]["device"] == "auto"
+
+
+def test_offset_and_limit_take_one_slice_and_the_slices_add_up(tmp_path):
+    synth = pytest.importorskip("videomem.synth")
+    from videomem.errors import ConfigError
+    from videomem.eval.harness import eval_command, load_items
+
+    synth.synth_command(tmp_path / "s", factors=(1,), videos_per_factor=2, base_seconds=60, encode=False, log=None)
+    ids = [it.id for it in load_items("synthetic", tmp_path / "s")]
+    run = lambda d, **kw: eval_command("synthetic", tmp_path / "s", tmp_path / d, config=config(), methods=["oracle"],
+                                       report=False, log=lambda m: None, **kw)  # fmt: skip
+    run("a", limit=5)
+    run("b", offset=5, limit=4)
+    run("c", offset=9)
+    done = {d: [r["item"] for r in read_results(tmp_path / d)] for d in "abc"}
+    assert done["a"] == ids[:5] and done["b"] == ids[5:9] and done["c"] == ids[9:]
+    with pytest.raises(ConfigError, match="offset"):
+        run("d", offset=-1)
+

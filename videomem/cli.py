@@ -266,7 +266,8 @@ def eval_(
     workers: Annotated[int, typer.Option(help="Items answered in parallel.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the random method (recorded).")] = 0,
     context_tokens: Annotated[Optional[int], typer.Option(help="Model context for the uniform baseline's frame fit (default: from the HF config).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N items.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N items (after --offset).")] = None,
+    offset: Annotated[int, typer.Option(help="Skip the first N items (with --limit: one slice of a split-up run).")] = 0,
     config: ConfigOpt = None,
     backend: BackendOpt = None,
     model: ModelOpt = None,
@@ -287,7 +288,8 @@ def eval_(
     cfg = _config(config, locals())
     eval_command(
         benchmark, root, run_dir, config=cfg, methods=tuple(method or ("videomem", "uniform")), workers=workers,
-        seed=seed, context_tokens=context_tokens, limit=limit, log=lambda m: err.print(m, markup=False, highlight=False),
+        seed=seed, context_tokens=context_tokens, limit=limit, offset=offset,
+        log=lambda m: err.print(m, markup=False, highlight=False),
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from videomem import __version__
 from videomem.config import RunConfig
-from videomem.errors import ResumeError
+from videomem.errors import ConfigError, ResumeError
 from videomem.eval.items import Item
 from videomem.eval.methods import Method, build_methods
 from videomem.trace import run_key, semantic_config
@@ -257,16 +257,20 @@ def eval_command(
     seed: int = 0,
     context_tokens: int | None = None,
     limit: int | None = None,
+    offset: int = 0,
     report: bool = True,
     log: Callable[[str], None] = print,
     on_result: ResultCallback | None = None,
 ) -> dict:
     """What `videomem eval` runs: load the items, run (or resume) every method on them, write the report
-    (run_dir/report unless report=False); returns the summary. Rerun with the same run_dir to resume."""
+    (run_dir/report unless report=False); returns the summary. Rerun with the same run_dir to resume. offset
+    skips the first items (with limit: a slice of the benchmark, e.g. one part of an evaluation split up)."""
     from videomem.eval.report import write_report
     from videomem.eval.summary import summarize
 
-    items = load_items(benchmark, root, limit=limit)
+    if offset < 0:
+        raise ConfigError(f"offset must be >= 0, got {offset}")
+    items = load_items(benchmark, root, limit=None if limit is None else offset + limit)[offset:]
     log(f"{benchmark}: {len(items)} items, methods {', '.join(methods)}, {workers} worker(s), run dir {run_dir}")
 
     def progress(row: dict, done: int, total: int) -> None:
