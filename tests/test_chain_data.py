@@ -92,6 +92,25 @@ def test_memories_drop_irrelevant_events_and_stay_short(records):
             assert len(s["memory"].split()) < 60, s["memory"]
 
 
+def test_bind_code_memories_hold_the_asked_colours_code_alone(records):
+    from videomem.synth.scene import Event
+    from videomem.train.chain_data import provisional_answer
+
+    checked = 0
+    for r in (r for r in records if r["family"] == "bind_code"):
+        key = r["options"]["ABCD".index(r["answer"])]
+        for s in r["steps"]:  # besides the key, only the closing line's provisional answer names a code
+            named = {key, r["options"]["ABCD".index(s["answer"])]}
+            assert set(re.findall(r"[A-Z][0-9][A-Z]", s["memory"])) <= named, s["memory"]
+        checked += key in r["steps"][-1]["memory"]
+    assert checked  # the key is kept where it was seen
+    q = {"family": "bind_code", "question": "Which of these codes was written in red?",
+         "options": ["A2C", "E3F", "H4K", "L5M"]}  # fmt: skip
+    other_colour = [Event(5, 13, "code", "blue", code="A2C")]  # rules nothing out: the memory does not keep it
+    assert provisional_answer(q, other_colour, 60, 240) == "A"
+    assert provisional_answer(q, other_colour + [Event(20, 28, "code", "red", code="H4K")], 60, 240) == "C"
+
+
 def test_wording_varies_across_seeds(records):
     by_family: dict[str, set[str]] = {}
     for r in records:
