@@ -42,9 +42,9 @@ What it does (shared/docs/training-notes.md, and docs/training-log.md for what f
    (--stage2-keep-without-yes): with every step, the marks were unlearned before the lookups were (run 9: 18.8%);
    with a tenth (run 12: 34.4%), the memory gained an entry when nothing was needed; 0.4 and 1.0 after a tenth
    gave 48.4% and 46.9% (runs 17 and 19, session 10).
-   The whole target carries the loss (--stage2-loss all), the memory's tokens x3 (--memory-weight): most wrong
-   memories went wrong first in the writing, with the right events marked "yes", and x3 on 660 steps from run 17
-   gave 49.2% on 128 held-out questions against 45.3% unweighted and 46.9% at x6 (runs 24-27, session 12). The loss on
+   The whole target carries the loss (--stage2-loss all), each token once (--memory-weight 1): the memory's tokens x3
+   gave the shipped run 25 (49.2% on 128 held-out questions, against 45.3% unweighted, 660 steps from run 17), but
+   with another data order x3 scored 33.6% against 37.5% unweighted (runs 24-30, session 12). The loss on
    what the frames decide alone (--stage2-loss names) let the rest of the language model drift until the format broke
    (run 10), and the vision tower alone (--stage2-freeze language) did not learn to name events in the language
    model's format (run 11). docs/training-log.md, "Next".
@@ -131,9 +131,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "whole target")
     ap.add_argument("--keep-without-yes", type=float, default=0.1,
                     help="share of the text steps without a 'yes' mark kept in the text stage's second part")
-    ap.add_argument("--memory-weight", type=float, default=3.0,
+    ap.add_argument("--memory-weight", type=float, default=1.0,
                     help="stage 2: the memory's tokens count this many times in the loss (the think block's names "
-                    "and marks, and the answer, once; runs 24-27, training-log session 12)")
+                    "and marks, and the answer, once); run 25 used 3 (training-log session 12: not better on "
+                    "another seed)")
     ap.add_argument("--stage2-keep-without-yes", type=float, default=0.4,
                     help="share of stage 2's question steps without a 'yes' mark kept (1: all; docs/training-log.md: "
                     "run 12's 0.1 kept the text stage's marks, run 17's 0.4 keeps them and stops memories from "
