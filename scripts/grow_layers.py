@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import shutil
 from pathlib import Path
 
 import torch
@@ -26,6 +25,8 @@ def main(argv=None) -> None:
     ap.add_argument("--add", type=int, default=2, help="layers to append (copies of the last ones, zero output)")
     a = ap.parse_args(argv)
     from transformers import AutoModelForImageTextToText
+
+    from videomem.train.sft import copy_model_files
 
     model = AutoModelForImageTextToText.from_pretrained(a.model, dtype=torch.float32)
     text = model.model.language_model
@@ -44,9 +45,7 @@ def main(argv=None) -> None:
     check_unchanged(a.model, model)
     a.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(a.out)
-    for f in a.model.iterdir():  # tokenizer, processor, chat template, reading defaults
-        if f.is_file() and not (a.out / f.name).exists():
-            shutil.copy2(f, a.out / f.name)
+    copy_model_files(a.model, a.out)
     print(f"{a.model}: {n} language layers -> {len(text.layers)}; saved to {a.out}")
 
 
