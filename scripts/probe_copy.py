@@ -16,6 +16,11 @@
    must be copied from the prompt or named from the clip; and, at clips 1 (empty memory before), the memory's first
    token, which says whether the clip holds what the question asks ("No ..." or "[0:00] ..."; "count 0" or
    "[0:00] ..."), split by whether it does: the choice of what to remember.
+   Then, per family, the steps whose think block marks an event "yes" (the memory must change) with every memory
+   token right, and for the others where the first wrong token is: an entry left out (a new line's "[" expected,
+   the answer line or the next field predicted: the model stops before its last "yes" event), an entry added, a
+   word or code miscopied (an upper-case word or a code's character), the count or answer line ("count 3",
+   "so far: ..."), other.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ def main(argv=None) -> None:
 
     clips = load_config(None, {"model.model": str(path)}).clips
     hits, totals = Counter(), Counter()
+    exact, changed, first_wrong = Counter(), Counter(), Counter()
     for spec in dataset_specs(7, (1.0,), a.videos):
         for rec in synthetic_records(spec, clips, plain=True, observe=True, mark=a.mark, clip_times=True):
             for step in record_to_steps(rec):
@@ -94,6 +100,7 @@ def main(argv=None) -> None:
                     pred = backend.model(**enc).logits[0].argmax(-1)
                 part, first = "think", step.index == 0
                 evidence = "evidence" if step.index == 0 and not step.memory.startswith(("No ", "count 0")) else "none"
+                memory_tokens = []  # (target token, predicted token) of the memory's body
                 for p in (labels[1:] != -100).nonzero().flatten().tolist():
                     token = backend.tokenizer.decode([int(labels[p + 1])])
                     part = "memory" if "<memory" in token else "answer" if "answer" in token else part
@@ -110,10 +117,39 @@ def main(argv=None) -> None:
                     if part == "memory" and token.strip().isupper() and len(token.strip()) > 2:
                         hits["memory: subject words"] += right
                         totals["memory: subject words"] += 1
+                    if part == "memory" and "<memory" not in token and token != ">":
+                        memory_tokens.append((token, backend.tokenizer.decode([int(pred[p])])))
+                if a.mark and ": yes" in (step.observed or ""):
+                    changed[rec["family"]] += 1
+                    wrong = next((k for k, (want, got) in enumerate(memory_tokens) if want != got), None)
+                    if wrong is None:
+                        exact[rec["family"]] += 1
+                    else:
+                        first_wrong[memory_error(memory_tokens, wrong)] += 1
     parts = ("think", "think: marks (yes)", "think: marks (no)", "memory", "memory: subject words", "answer",
              "clip 1, first memory token (evidence)", "clip 1, first memory token (none)")  # fmt: skip
     for part in parts:
         print(f"question steps, {part}: {hits[part]}/{totals[part]} = {hits[part] / max(totals[part], 1):.3f}")
+    if changed:
+        print("steps marking a 'yes', memory body all right: " + ", ".join(
+            f"{family} {exact[family]}/{changed[family]}" for family in sorted(changed)) +
+            f"; all {sum(exact.values())}/{sum(changed.values())}")  # fmt: skip
+        print("first wrong memory token: " + ", ".join(f"{kind} {n}" for kind, n in first_wrong.most_common()))
+
+
+def memory_error(tokens: list[tuple[str, str]], k: int) -> str:
+    """What the first wrong token of a teacher-forced memory body ([(target, predicted)]) gets wrong."""
+    want, got = (t.strip() for t in tokens[k])
+    line = "".join(t for t, _ in tokens[:k]).rsplit("\n", 1)[-1]
+    if want == "[":
+        return "an entry left out"
+    if got == "[":
+        return "an entry added"
+    if line.startswith(("so far", "count")):
+        return "the count or answer line"
+    if want.isupper() or want.isdigit():
+        return "a word or code miscopied"
+    return "other"
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import random
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from videomem.backends.base import Completion
 from videomem.config import ClipConfig, load_config
@@ -23,6 +24,7 @@ from videomem.train.prpo import (
     tcr_reward,
     train_prpo,
 )
+from videomem.train.sft import export_checkpoint
 
 # --- hand-computed values --------------------------------------------------------------------------------------------
 
@@ -179,8 +181,12 @@ def test_train_prpo_logs_trl_metrics_checkpoints_and_resumes(tiny, tmp_path, rec
     final = train_prpo(cfg, records, log=logs.append)
     assert (final / "model.safetensors").is_file() and (tmp_path / "run" / "checkpoint-1" / "trainer_state.json").is_file()
     cfg = _config(tiny, tmp_path, max_steps=2, save_steps=1)
-    train_prpo(cfg, records, log=logs.append)
+    final = train_prpo(cfg, records, log=logs.append)
     assert any(m.startswith("resumed from") and "checkpoint-1" in m for m in logs)
+    # a checkpoint exports to a model directory with the weights the run had at that step (here: its last)
+    exported = export_checkpoint(tmp_path / "run" / "checkpoint-2", tiny, tmp_path / "exported")
+    want, got = load_file(final / "model.safetensors"), load_file(exported / "model.safetensors")
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     for key in ("reward", "reward_std", "rewards/consistency/mean", "rewards/format/mean", "frac_reward_zero_std",

@@ -177,14 +177,18 @@ def export_model(model, backend: HFBackend, source: str, out: Path) -> Path:
 
 
 def export_checkpoint(checkpoint: str | Path, base: str | Path, out: str | Path) -> Path:
-    """A loadable model directory from a full fine-tuning checkpoint (its pytorch_model.bin; a LoRA run's holds
-    adapter keys: use its final export) and the model it was trained from (`base`: architecture, tokenizer,
-    templates, preprocessor and reading configs), e.g. to evaluate a run before it ends:  python -c "from videomem.train.sft import export_checkpoint as e; e(CKPT, INIT, OUT)" """
+    """A loadable model directory from a full fine-tuning checkpoint (its pytorch_model.bin, or for the PRPO trainer,
+    which registers the model as its first checkpointed object, custom_checkpoint_0.pkl; a LoRA run's holds adapter
+    keys: use its final export) and the model it was trained from (`base`: architecture, tokenizer, templates,
+    preprocessor and reading configs), e.g. to evaluate a run before it ends:  python -c "from videomem.train.sft import export_checkpoint as e; e(CKPT, INIT, OUT)" """
     from transformers import AutoModelForImageTextToText
 
     checkpoint, base, out = Path(checkpoint), Path(base), Path(out)
+    weights = checkpoint / "pytorch_model.bin"
+    if not weights.is_file():
+        weights = checkpoint / "custom_checkpoint_0.pkl"
     model = AutoModelForImageTextToText.from_pretrained(base)
-    model.load_state_dict(torch.load(checkpoint / "pytorch_model.bin", map_location="cpu", weights_only=True))
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     copy_model_files(base, out)
