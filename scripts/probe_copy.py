@@ -1,4 +1,4 @@
-"""Can a model copy from its context? Two teacher-forced measures on held-out data (dataset seed 7).
+"""Can a model copy from its context? Two teacher-forced measures on held-out data (dataset seed 7, or --data-seed).
 
     python scripts/probe_copy.py runs/default-model/final
     python scripts/probe_copy.py runs/default-model/checkpoint-600 --base runs/default-model/copy/final
@@ -71,6 +71,8 @@ def main(argv=None) -> None:
     ap.add_argument("--base", type=Path, default=None)
     ap.add_argument("--videos", type=int, default=3, help="held-out videos for part 2 (0: part 1 only)")
     ap.add_argument("--mark", action="store_true", help="think blocks mark what the question needs (run 7 on)")
+    ap.add_argument("--data-seed", type=int, default=7,
+                    help="dataset seed of part 2's videos: 7 is held out; the training script's (1) compares with them")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     path = a.model
@@ -90,7 +92,7 @@ def main(argv=None) -> None:
     clips = load_config(None, {"model.model": str(path)}).clips
     hits, totals = Counter(), Counter()
     exact, changed, first_wrong = Counter(), Counter(), Counter()
-    for spec in dataset_specs(7, (1.0,), a.videos):
+    for spec in dataset_specs(a.data_seed, (1.0,), a.videos):
         for rec in synthetic_records(spec, clips, plain=True, observe=True, mark=a.mark, clip_times=True):
             for step in record_to_steps(rec):
                 example = SFTExample(step, lambda ts, rec=rec, step=step: step_frames(rec, step))

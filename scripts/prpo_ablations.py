@@ -60,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--examples-per-step", type=int, default=4)
     ap.add_argument("--group-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-5, help="PRPO learning rate (a from-scratch 6M model moves slowly at 1e-6)")
+    ap.add_argument("--temperature", type=float, default=1.0,
+                    help="rollout sampling temperature (prpo.temperature): higher, a group's G answers differ more")
     ap.add_argument("--data-seed", type=int, default=2,
                     help="dataset seed of the training videos: not 7 (held out), and not the SFT model's own (the "
                          "default model trains on 1, and on its own videos it is right far more often than on new ones)")
@@ -127,7 +129,7 @@ def main(argv=None) -> None:
             config = load_config(None, {
                 "model.model": a.model, "prpo.output_dir": str(a.out / row), "prpo.max_steps": step,
                 "prpo.save_steps": a.eval_every, "prpo.examples_per_step": a.examples_per_step,
-                "prpo.group_size": a.group_size, "prpo.lr": a.lr, **cap, **ROWS[row],
+                "prpo.group_size": a.group_size, "prpo.lr": a.lr, "prpo.temperature": a.temperature, **cap, **ROWS[row],
             })  # fmt: skip
             final = train_prpo(config, records, log=lambda m, row=row: print(f"[{row}] {m}", flush=True))
             record(row, step, accuracy(final, annotations, a.out / "eval" / f"{row}-{step}", cap),
@@ -171,7 +173,8 @@ def write_report(a, results: list[dict]) -> None:
     lines = [
         f"# PRPO ablations from {a.model}", "",
         (f"Start (SFT): **{sft:.1f}%** on {a.eval_set} (memory loop). {a.examples_per_step} examples x G = "
-        f"{a.group_size} per step, lr {a.lr}; training records: dataset seed {a.data_seed}, {a.data_videos} videos; "
+        f"{a.group_size} per step, lr {a.lr}, temperature {a.temperature}; training records: dataset seed "
+        f"{a.data_seed}, {a.data_videos} videos; "
         f"memory.max_tokens {a.memory_max_tokens or 'as configured (1024)'}."),
         f"Equal wall-clock: each row's last evaluation within {budget:.0f} s of training (the shortest row's total).", "",
         ("| row | steps | final accuracy | training s | rollout s | update s | groups all-equal | memory overflow, "
