@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from videomem.train.sft import copy_model_files
+
 
 def average(models: list[Path], weights: list[float]) -> dict[str, torch.Tensor]:
     """The weighted mean of each parameter over `models`; raises ValueError when their parameters differ."""
@@ -48,9 +50,9 @@ def main(argv=None) -> None:
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     a.out.mkdir(parents=True, exist_ok=True)
-    for f in a.models[0].iterdir():
-        if f.is_file() and f.name != "model.safetensors":
-            shutil.copy2(f, a.out / f.name)
+    copy_model_files(a.models[0], a.out)
+    for name in ("config.json", "generation_config.json"):
+        shutil.copy2(a.models[0] / name, a.out / name)
     save_file(soup, a.out / "model.safetensors", metadata={"format": "pt"})
     print(f"averaged {len(a.models)} models -> {a.out}")
 

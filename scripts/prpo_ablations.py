@@ -129,7 +129,8 @@ def main(argv=None) -> None:
             config = load_config(None, {
                 "model.model": a.model, "prpo.output_dir": str(a.out / row), "prpo.max_steps": step,
                 "prpo.save_steps": a.eval_every, "prpo.examples_per_step": a.examples_per_step,
-                "prpo.group_size": a.group_size, "prpo.lr": a.lr, "prpo.temperature": a.temperature, **cap, **ROWS[row],
+                "prpo.group_size": a.group_size, "prpo.lr": a.lr, "prpo.temperature": a.temperature,
+                **cap, **ROWS[row],
             })  # fmt: skip
             final = train_prpo(config, records, log=lambda m, row=row: print(f"[{row}] {m}", flush=True))
             record(row, step, accuracy(final, annotations, a.out / "eval" / f"{row}-{step}", cap),
