@@ -85,7 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="time budget of stage 2's first part, before the code stage")
     ap.add_argument("--sec-per-example", type=float, default=0.17,
                     help="expected stage-2 seconds per example on 2 cores (128x128 frames, the default mix), for max_steps")
-    ap.add_argument("--max-steps", type=int, default=None, help="override the derived max_steps (both stages)")
+    ap.add_argument("--max-steps", type=int, default=None,
+                    help="override the derived max_steps (both stages); stages then run to it, without the time guard")
     ap.add_argument("--seed", type=int, default=0, help="weights init and data order seed")
     ap.add_argument("--data-seed", type=int, default=1, help="synthetic dataset seed for training (not 0 or 7)")
     ap.add_argument("--factors", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0],
@@ -382,8 +383,8 @@ def event_stage(a, name: str, model: Path, out: Path, records: list[dict], minut
 def run_stage(a, name: str, model: Path, out: Path, examples: list, minutes: float, sec_per_example: float,
               batch_size: int, freeze: tuple[str, ...] = ()) -> Path:  # fmt: skip
     """train_sft with a time budget: max_steps from the expected speed; a guard stops (checkpoint + export) early if
-    steps are slower. out/final; if it exists, the stage is done and is skipped. Rerunning resumes from the stage's
-    latest checkpoint."""
+    steps are slower (not with an explicit --max-steps). out/final; if it exists, the stage is done and is skipped.
+    Rerunning resumes from the stage's latest checkpoint."""
     from videomem.train.sft import train_sft
 
     if (out / "final" / "config.json").is_file():
@@ -402,7 +403,9 @@ def run_stage(a, name: str, model: Path, out: Path, examples: list, minutes: flo
     })  # fmt: skip
     print(f"[{name}] max_steps {max_steps} (budget {minutes} min at ~{sec_per_example} s per example), batch "
           f"{batch_size}, lr {a.lr}, warm-up {a.warmup}, frames <= {a.max_pixels} px")  # fmt: skip
-    deadline = time.time() + minutes * 60
+    # an explicit --max-steps is a number of steps to run, not a budget: no guard (run 33's first start, 5,400 steps,
+    # would have stopped at 28 minutes)
+    deadline = float("inf") if a.max_steps else time.time() + minutes * 60
     step_re = re.compile(r"^step (\d+)/")
 
     def log(msg: str) -> None:
