@@ -402,8 +402,9 @@ def run_stage(a, name: str, model: Path, out: Path, examples: list, minutes: flo
         "sft.lr": a.lr, "sft.warmup_steps": a.warmup, "sft.lr_scheduler": "cosine",
         "sft.save_steps": a.save_steps, "sft.seed": a.seed, "sft.resume": True, "sft.freeze": list(freeze),
     })  # fmt: skip
-    print(f"[{name}] max_steps {max_steps} (budget {minutes} min at ~{sec_per_example} s per example), batch "
-          f"{batch_size}, lr {a.lr}, warm-up {a.warmup}, frames <= {a.max_pixels} px")  # fmt: skip
+    source = "--max-steps, no time guard" if a.max_steps else f"budget {minutes} min at ~{sec_per_example} s/example"
+    print(f"[{name}] max_steps {max_steps} ({source}), batch {batch_size}, lr {a.lr}, warm-up {a.warmup}, frames <= "
+          f"{a.max_pixels} px")  # fmt: skip
     # an explicit --max-steps is a number of steps to run, not a budget: no guard (run 33's first start, 5,400 steps,
     # would have stopped at 28 minutes)
     deadline = float("inf") if a.max_steps else time.time() + minutes * 60
