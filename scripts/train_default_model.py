@@ -138,6 +138,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="stage 2: the memory's tokens count this many times in the loss (the think block's names "
                     "and marks, and the answer, once); run 25 used 3 (training-log session 12: not better on "
                     "another seed)")
+    ap.add_argument("--near-miss-weight", type=float, default=1.0,
+                    help="stage 2: the 'no' marks of events sharing a name with the question (chain_data."
+                    "near_miss_marks) count this many times in the loss; run 33 marked 63 of 63 count events of the "
+                    "asked colour and another shape 'yes' (docs/training-log.md session 14)")
     ap.add_argument("--stage2-keep-without-yes", type=float, default=0.4,
                     help="share of stage 2's question steps without a 'yes' mark kept (1: all; docs/training-log.md: "
                     "run 12's 0.1 kept the text stage's marks, run 17's 0.4 keeps them and stops memories from "
@@ -286,9 +290,7 @@ def main(argv=None) -> None:
                                  seed=a.seed)  # fmt: skip
     if a.stage2_loss == "names":
         examples = [replace(ex, loss_spans=tuple(frame_spans(ex.step))) if ex.step.observed else ex for ex in examples]
-    if a.memory_weight != 1:
-        examples = [replace(ex, weighted_spans=(memory_span(ex.target, a.memory_weight),)) if ex.step.observed else ex
-                    for ex in examples]  # fmt: skip
+    examples = [replace(ex, weighted_spans=stage2_weights(a, ex.step)) if ex.step.observed else ex for ex in examples]
     freeze = tuple(a.stage2_freeze)
     read = a.stage2_from
     if read is None:
@@ -364,10 +366,17 @@ def training_examples(by_kind: dict, repeats: dict, evidence_repeat: int = 1, mu
     return examples
 
 
-def memory_span(target: str, weight: float) -> tuple[int, int, float]:
-    """The memory's text and its closing tag in a step target, with `weight` (batching.SFTExample.weighted_spans)."""
+def stage2_weights(a, step) -> tuple[tuple[int, int, float], ...]:
+    """A question step's weighted spans (batching.SFTExample.weighted_spans): its memory's text and closing tag
+    --memory-weight times, its near misses' "no" marks --near-miss-weight times (weight 1: no span)."""
+    from videomem.train.chain_data import near_miss_marks
+
+    target = step.target
     start = target.index("<memory>") + len("<memory>")
-    return start, target.index("</memory>") + len("</memory>"), weight
+    spans = [(start, target.index("</memory>") + len("</memory>"), a.memory_weight)] if a.memory_weight != 1 else []
+    if a.near_miss_weight != 1:
+        spans += [(s, e, a.near_miss_weight) for s, e in near_miss_marks(step)]
+    return tuple(spans)
 
 
 def is_code_event(record: dict) -> bool:

@@ -14,6 +14,7 @@ from videomem.synth.scene import SynthSpec, event_at, frame_index
 from videomem.train.chain_data import (
     event_records,
     format_target,
+    near_miss_marks,
     read_records,
     record_clips,
     record_to_steps,
@@ -334,6 +335,27 @@ def test_marked_observations_say_which_events_the_memory_keeps():
                 if any(item.endswith(": yes") for item in items):
                     assert facts, (rec["question"], step.observed)  # marked yes: the memory holds a fact
                 facts_before = facts
+
+
+def test_near_miss_marks_are_the_no_marks_of_events_sharing_a_name_with_the_question():
+    cfg = ClipConfig(clip_seconds=60, frames_per_clip=16)
+    found = {}
+    for seed in range(6):
+        for rec in synthetic_records(SynthSpec(seed=seed, length_factor=2), cfg, plain=True, observe=True, mark=True):
+            asked = set(re.findall(r"\w+", rec["question"].lower()))
+            for step in record_to_steps(rec):
+                spans = near_miss_marks(step)
+                target = step.target
+                assert all(target[s:e] == "no" and target[s - 2 : s] == ": " for s, e in spans)
+                marked = [target[: s - 2].rsplit("; ", 1)[-1].removeprefix("<think>") for s, _ in spans]
+                unmarked = [item.removesuffix(": no") for item in step.observed.split("; ") if item.endswith(": no")]
+                for item in unmarked:  # every "no" item naming a colour, shape, word or code the question names
+                    names = set(re.findall(r"\w+", item.lower())) - {"with", "code", "in"}
+                    assert (item in marked) == bool(names & asked), (rec["question"], item)
+                if spans:
+                    found[rec["family"]] = marked[0]
+    assert {"count", "bind_word"} <= set(found)  # a red circle under "a red diamond"
+    assert not {"needle", "order", "absent"} & set(found)  # their questions name no event
 
 
 def test_event_records_show_one_event_in_every_frame():

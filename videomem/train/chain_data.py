@@ -320,6 +320,26 @@ def relevant(family: str, fields: dict, options: list[str], ev: Event) -> bool:
     raise ValueError(f"unknown family {family!r}")
 
 
+_MARKED_EVENT = re.compile(r"(?P<event>[^;]+): no\b")
+_NOT_NAMES = {"with", "code", "in"}  # the words describe_event adds around an event's names
+
+
+def near_miss_marks(step: Step) -> list[tuple[int, int]]:
+    """Character spans in step.target of the "no" marks of near misses: events that share a name (colour, shape,
+    word, code) with the question but are not what it asks for ('red circle: no' under 'How many times was a red
+    diamond shown?'). A model that matches one name marks these "yes" (count, docs/training-log.md session 14)."""
+    if step.observed is None:
+        return []
+    asked = {w.lower() for w in re.findall(r"\w+", step.question)}
+    start = step.target.index("<think>") + len("<think>")
+    spans = []
+    for m in _MARKED_EVENT.finditer(step.observed.strip()):
+        names = {w.lower() for w in re.findall(r"\w+", m["event"])} - _NOT_NAMES
+        if names & asked:
+            spans.append((start + m.end() - 2, start + m.end()))
+    return spans
+
+
 def _noun(family: str, fields: dict) -> str:
     return {
         "needle": "option codes",
