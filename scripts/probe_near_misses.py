@@ -7,8 +7,9 @@ A near miss is an event the think block marks "no" that shares a name with the q
 'red circle with SHIP' under 'How many times was a red diamond shown?'). The steps are stage 2's (plain wording,
 think block with marks, facts timed by their clip) from held-out videos (dataset seed 7, never trained on), with
 their frames; for each near miss, the model gets the target up to the mark and the script checks whether its most
-likely next token is "no". Counts per family and per shared name (colour, shape, word, code); the exact matches'
-"yes" marks are counted beside them. docs/training-log.md, session 15.
+likely next token is "no". Counts per family, event kind and shared name (colour, shape, word, code); the "yes"
+marks are counted beside them. --show FAMILY prints each of that family's marks, right or wrong, in its context.
+docs/training-log.md, session 15.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ EVENT_NAMES = (re.compile(r"(?P<colour>\w+) (?P<shape>\w+) with (?P<word>\w+)"),
 
 
 def shared_names(event: str, question: str) -> str:
-    """Which of the event's names ('red circle with SHIP') the question names: 'colour', 'colour+shape', ..."""
+    """The event's kind and which of its names the question names: 'shape event, colour' for 'red circle with SHIP'
+    under 'How many times was a red diamond shown?', 'code event, -' for a code the question does not name."""
     asked = {w.lower() for w in re.findall(r"\w+", question)}
-    m = next(p.fullmatch(event) for p in EVENT_NAMES if p.fullmatch(event))
-    return "+".join(k for k, v in m.groupdict().items() if v.lower() in asked)
+    kind, m = next((k, p.fullmatch(event)) for k, p in zip(("shape", "code"), EVENT_NAMES) if p.fullmatch(event))
+    return f"{kind} event, " + ("+".join(k for k, v in m.groupdict().items() if v.lower() in asked) or "-")
 
 
 def main(argv=None) -> None:
@@ -44,6 +46,8 @@ def main(argv=None) -> None:
     ap.add_argument("--base", type=Path, default=None)
     ap.add_argument("--videos", type=int, default=40)
     ap.add_argument("--seed", type=int, default=7, help="dataset seed of the held-out videos")
+    ap.add_argument("--show", default=None, help="print each mark of this family: right or wrong, the memory before, "
+                    "the think block up to the mark")  # fmt: skip
     a = ap.parse_args(argv)
     path = model_dir(a.model, a.base)
     backend = HFBackend(str(path), device="cpu", dtype="float32")
@@ -77,9 +81,12 @@ def main(argv=None) -> None:
                 key = (family[ex.step.record_id], want, shared_names(event, ex.step.question))
                 total[key] += 1
                 right[key] += predicted == want
+                if a.show == key[0]:
+                    print(f"{'right' if predicted == want else 'WRONG'} {ex.step.question} | memory before "
+                          f"{ex.step.memory_before!r} | {ex.target[think_start:e]}")  # fmt: skip
     for key in sorted(total):
         fam, mark, names = key
-        print(f"{fam:10s} {mark:3s} sharing {names or '-':18s} {right[key]}/{total[key]}")
+        print(f"{fam:11s} {mark:3s} {names:26s} {right[key]}/{total[key]}")
 
 
 if __name__ == "__main__":
