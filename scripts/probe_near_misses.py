@@ -26,17 +26,18 @@ from videomem.backends.hf import HFBackend
 from videomem.config import ClipConfig, load_config
 from videomem.synth.generate import dataset_specs
 from videomem.train.batching import IGNORE_INDEX, encode_example
-from videomem.train.chain_data import build_synthetic, near_miss_marks
+from videomem.train.chain_data import _DESCRIBE_BODIES, build_synthetic, near_miss_marks
 from videomem.train.sft import examples_from_records
 
-EVENT_NAMES = (re.compile(r"(?P<colour>\w+) (?P<shape>\w+) with (?P<word>\w+)"), re.compile(r"code (?P<code>\w+) in (?P<colour>\w+)"))  # fmt: skip
+# an event as the think block names it, read back: each of describe_event's fields as a named group
+EVENT_NAMES = {kind: re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>\\w+)", body)) for kind, body in _DESCRIBE_BODIES.items()}
 
 
 def shared_names(event: str, question: str) -> str:
     """The event's kind and which of its names the question names: 'shape event, colour' for 'red circle with SHIP'
     under 'How many times was a red diamond shown?', 'code event, -' for a code the question does not name."""
     asked = {w.lower() for w in re.findall(r"\w+", question)}
-    kind, m = next((k, p.fullmatch(event)) for k, p in zip(("shape", "code"), EVENT_NAMES) if p.fullmatch(event))
+    kind, m = next((k, p.fullmatch(event)) for k, p in EVENT_NAMES.items() if p.fullmatch(event))
     return f"{kind} event, " + ("+".join(k for k, v in m.groupdict().items() if v.lower() in asked) or "-")
 
 
@@ -72,7 +73,8 @@ def main(argv=None) -> None:
             logits = backend.model(**{k: v for k, v in inputs.items() if k != "labels"}).logits[0]
         think_start = ex.target.index("<think>") + len("<think>")
         near = near_miss_marks(ex.step)
-        yes = [(m.end() - 3 + think_start, m.end() + think_start) for m in re.finditer(r": yes\b", ex.step.observed)]
+        marks = re.finditer(r": yes\b", ex.step.observed.strip())
+        yes = [(think_start + m.end() - 3, think_start + m.end()) for m in marks]
         for spans, want in ((near, "no"), (yes, "yes")):
             for s, e in spans:
                 j = next(i for i, (x, y) in enumerate(offsets) if x < e and y > s)  # the mark's token
